@@ -1,0 +1,37 @@
+"""hpt_ray: hyperparameter tuning for PyTorch and scikit-learn models on Ray Tune.
+
+    result = hpt_ray.tune_model(model, space, data="digits", searcher="optuna-tpe", num_samples=20)
+    result.best_config, result.best_score, result.trials
+
+``TuneSearchCV`` is a drop-in for scikit-learn's GridSearchCV / RandomizedSearchCV.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+# Imported on first use, so `hpt-ray --help` and `import hpt_ray` stay fast (Ray and scikit-learn
+# take seconds to import).
+_EXPORTS = {
+    "TuneResult": "hpt_ray.tuning",
+    "tune_model": "hpt_ray.tuning",
+    "TuneSearchCV": "hpt_ray.search_cv",
+    "make_scheduler": "hpt_ray.schedulers",
+    "read_results": "hpt_ray.results",
+}
+__all__ = ["TuneResult", "TuneSearchCV", "make_scheduler", "read_results", "tune_model"]
+
+if TYPE_CHECKING:
+    from hpt_ray.results import read_results
+    from hpt_ray.schedulers import make_scheduler
+    from hpt_ray.search_cv import TuneSearchCV
+    from hpt_ray.tuning import TuneResult, tune_model
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'hpt_ray' has no attribute {name!r}")

@@ -1,0 +1,128 @@
+"""Search spaces: Ray Tune domains are the canonical language; scikit-learn style spaces are
+translated to them.
+
+Accepted for each parameter (nested dicts allowed for PyTorch configs):
+    - a Ray Tune domain: ``tune.uniform``, ``loguniform``, ``quniform``, ``qloguniform``,
+      ``randint``,
+      ``lograndint``, ``qrandint``, ``qlograndint``, ``choice``, ``grid_search``;
+    - a list or tuple (scikit-learn style): a choice, or a grid axis when the searcher is
+      ``"grid"``;
+    - a frozen ``scipy.stats`` distribution from the bounded families ``uniform``, ``loguniform`` /
+      ``reciprocal`` and ``randint``: translated to the matching Tune domain, so model-based
+      searchers see its
+      bounds rather than an opaque sampler;
+    - anything else is a constant.
+
+``validate_space`` runs before Ray starts any trial and raises ``ValueError`` naming the parameter
+and the fix.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from ray import tune
+from ray.tune.search.sample import Domain
+
+import searchers
+from searchers.ray_space import from_ray, has_grid
+
+
+def to_tune_space(space: Mapping[str, Any], *, grid: bool = False) -> dict[str, Any]:
+    """Translate a scikit-learn style space to Ray Tune domains (see the module docstring)."""
+    if not isinstance(space, Mapping):
+        raise TypeError(
+            f"space must be a dict of parameter name -> domain, got {type(space).__name__}; "
+            "e.g. {'lr': tune.loguniform(1e-4, 1e-1), 'max_depth': [3, 5, 8]}"
+        )
+    return {str(name): _translate(str(name), value, grid=grid) for name, value in space.items()}
+
+
+def _translate(path: str, value: Any, *, grid: bool) -> Any:
+    if isinstance(value, Domain):
+        return value
+    if isinstance(value, Mapping):
+        if "grid_search" in value and len(value) == 1:
+            return dict(value)
+        return {str(k): _translate(f"{path}.{k}", v, grid=grid) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        if len(value) == 0:
+            raise ValueError(
+                f"space: parameter {path!r} is an empty list; give at least one value"
+            )
+        return tune.grid_search(list(value)) if grid else tune.choice(list(value))
+    if _is_scipy_distribution(value):
+        return _from_scipy(path, value)
+    return value
+
+
+def _is_scipy_distribution(value: Any) -> bool:
+    return hasattr(value, "dist") and hasattr(value, "rvs") and hasattr(value, "support")
+
+
+def _from_scipy(path: str, frozen: Any) -> Domain:
+    name = frozen.dist.name
+    low, high = (float(b) for b in frozen.support())
+    if name == "uniform":
+        return tune.uniform(low, high)
+    if name in ("loguniform", "reciprocal"):
+        return tune.loguniform(low, high)
+    if name == "randint":
+        # scipy's support is inclusive of high - 1; tune.randint excludes its upper
+        # bound: same set.
+        return tune.randint(int(low), int(high) + 1)
+    raise ValueError(
+        f"space: parameter {path!r} uses scipy.stats.{name}, which has no bounded equivalent "
+        "our searchers can "
+        "model; use scipy.stats.uniform / loguniform / randint, or a tune domain such as "
+        "tune.loguniform(low, high)"
+    )
+
+
+def validate_space(
+    space: Mapping[str, Any],
+    *,
+    searcher: str | Any,
+    estimator: Any = None,
+) -> None:
+    """Check a translated space before any trial starts.
+
+    Raises ValueError for an empty choice, lower >= upper, log bounds <= 0, unsupported domains, a
+    grid with a
+    searcher that cannot do grids, and (for a scikit-learn estimator) a parameter ``get_params``
+    does not list.
+    """
+    if not space:
+        raise ValueError("space: the search space is empty; give at least one parameter to tune")
+    grid_names = has_grid(space)
+    if grid_names and isinstance(searcher, str) and not searchers.supports_grid(searcher):
+        raise ValueError(
+            f"space: parameter {grid_names[0]!r} is a grid (tune.grid_search, or a list with "
+            f"searcher='grid'), but searcher {searcher!r} cannot enumerate grids; use "
+            "searcher='grid', or tune.choice([...]) "
+            "to let the searcher pick among the values"
+        )
+    from_ray(space, allow_grid=bool(grid_names))
+    if estimator is not None:
+        _check_estimator_params(space, estimator)
+
+
+def _check_estimator_params(space: Mapping[str, Any], estimator: Any) -> None:
+    valid = set(estimator.get_params(deep=True))
+    for name, value in space.items():
+        if isinstance(value, Mapping) and "grid_search" not in value:
+            raise ValueError(
+                f"space: parameter {name!r} is a nested dict, but scikit-learn parameters are "
+                "flat; "
+                "name nested estimator parameters with '__' (e.g. 'clf__C')"
+            )
+        if name not in valid:
+            from difflib import get_close_matches
+
+            close = get_close_matches(name, sorted(valid), n=3)
+            hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+            raise ValueError(
+                f"space: {type(estimator).__name__} has no parameter {name!r}.{hint} "
+                f"Its parameters: {', '.join(sorted(valid))}"
+            )

@@ -1,0 +1,655 @@
+"""``tune_model``: tune a scikit-learn estimator or a PyTorch model factory in one call, on Ray
+Tune.
+
+The call validates everything it can (model, data, space, searcher, scheduler, resources) before
+Ray starts a
+trial, runs a ``ray.tune.Tuner``, and returns a ``TuneResult`` built from the same trials table
+that is written to
+``<storage_path>/<name>/results.parquet``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import json
+import os
+import tempfile
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import ray
+from ray import tune
+from ray.tune.search import Searcher
+from sklearn.base import BaseEstimator, is_classifier
+from sklearn.model_selection import check_cv
+
+import searchers
+from hpt_ray.cluster import (
+    InfeasibleResourcesError,
+    check_feasible,
+    is_uri,
+    make_pending_timeout,
+    upload_files,
+)
+from hpt_ray.progress import ProgressPrinter
+from hpt_ray.results import (
+    META_FILE,
+    RESULTS_FILE,
+    ResultsWriter,
+    best_row,
+    read_results,
+    write_metadata,
+    write_results,
+)
+from hpt_ray.schedulers import SafeScheduler, make_scheduler
+from hpt_ray.spaces import to_tune_space, validate_space
+from trainables.data import Dataset, load_data
+from trainables.resources import resources_from_spec
+from trainables.sklearn_trainable import make_sklearn_trainable, n_stages
+
+DEFAULT_STORAGE = "hpt_ray_results"
+# With an autoscaler, check_feasible cannot know whether a node type could hold a trial; a run
+# whose trials all stay pending this long fails instead of waiting forever (hpt_ray.cluster).
+# A cloud node takes minutes to boot and install, hence the generous default.
+PENDING_TIMEOUT_S = float(os.environ.get("HPT_RAY_PENDING_TIMEOUT_S", "900"))
+
+
+@dataclass
+class TuneResult:
+    """What a tuning run found.
+
+    Attributes:
+        best_config: the configuration of the best trial (by its final reported metric).
+        best_score: that trial's final metric value (None if no trial reported a finite value).
+        best_checkpoint: the best trial's latest ``ray.tune.Checkpoint`` (PyTorch trials), else
+            None.
+        trials: one row per trial (see ``hpt_ray.results``): config columns, final and best metric,
+            status,
+            iterations run, wall time, error.
+        path: the experiment directory, holding ``results.parquet`` and Ray's own files.
+        metric, mode: the objective the run optimized.
+        result_grid: Ray's ``ResultGrid`` for anything else (per-trial metric histories, logs).
+    """
+
+    best_config: dict[str, Any] | None
+    best_score: float | None
+    best_checkpoint: Any
+    trials: pd.DataFrame
+    path: str
+    metric: str
+    mode: str
+    result_grid: Any = None
+
+    def __repr__(self) -> str:
+        return (
+            f"TuneResult(best_score={self.best_score!r}, best_config={self.best_config!r}, "
+            f"trials={len(self.trials)}, path={self.path!r})"
+        )
+
+
+@dataclass
+class _Run:
+    """Internal: the outcome of ``run_experiment``; TuneSearchCV and tune_model build on it."""
+
+    frame: pd.DataFrame
+    last_results: dict[str, dict[str, Any]]
+    configs: dict[str, dict[str, Any]]
+    result_grid: Any
+    path: str
+
+
+def tune_model(
+    model: Any,
+    space: Mapping[str, Any],
+    *,
+    data: Any,
+    metric: str | None = None,
+    mode: str | None = None,
+    searcher: str | Searcher = "optuna-tpe",
+    searcher_options: Mapping[str, Any] | None = None,
+    scheduler: str = "asha",
+    scheduler_options: Mapping[str, Any] | None = None,
+    num_samples: int = 20,
+    max_concurrent: int | None = None,
+    resources_per_trial: Mapping[str, Any] | None = None,
+    epochs: int = 10,
+    max_stages: int = 10,
+    cv: Any = None,
+    scoring: Any = None,
+    time_budget_s: float | None = None,
+    storage_path: str | os.PathLike[str] | None = None,
+    name: str | None = None,
+    seed: int | None = None,
+    verbose: int = 1,
+    ray_address: str | None = None,
+    resume: bool = False,
+    retry_errored: bool = False,
+    max_failures: int = 0,
+    fail_fast: bool = False,
+) -> TuneResult:
+    """Tune ``model`` over ``space`` and return the best configuration, its score and every trial.
+
+    Args:
+        model: a scikit-learn estimator (instance or class), or a PyTorch model factory ``config ->
+            nn.Module``
+            (e.g. ``trainables.torch_trainable.mlp``; in files ``trainables.torch_trainable:mlp``).
+        space: parameter name -> Ray Tune domain, list (a choice), scipy.stats distribution or
+            constant; see
+            ``hpt_ray.spaces``. For PyTorch, ``lr``, ``optimizer``, ``weight_decay``,
+            ``batch_size``,
+            ``momentum`` and ``epochs`` configure training; the whole config goes to the factory.
+        data: ``(X, y)``, ``((X_train, y_train), (X_val, y_val))``, or a bundled scikit-learn data
+            set name
+            ("digits", "breast_cancer", "wine", "iris", "diabetes").
+        metric, mode: what to optimize. Defaults: scikit-learn ``mean_test_score``/max (the
+            scorer's value,
+            greater is better, as in GridSearchCV); PyTorch ``val_accuracy``/max, or
+            ``val_loss``/min for
+            regression.
+        searcher: a name from ``searchers.available()`` or a Ray ``Searcher`` instance.
+        searcher_options: keyword options for ``searchers.make_searcher``.
+        scheduler: "asha" (default), "hyperband", "median" or "fifo"; ``scheduler_options`` go to
+            it
+            (``grace_period``, ``reduction_factor``, ...). Fidelity is one report: an epoch or a
+            stage.
+        num_samples: number of trials (ignored by the grid searcher, which runs its whole grid).
+        max_concurrent: at most this many trials at once (default: as many as resources allow).
+        resources_per_trial: e.g. ``{"cpu": 1, "gpu": 0.5}`` (default ``{"cpu": 1}``).
+        epochs: PyTorch epochs per trial when run to the end (a constant ``epochs`` in ``space``
+            overrides).
+        max_stages: reports per trial for iterative scikit-learn estimators.
+        cv, scoring: scikit-learn cross-validation (int, splitter, or iterable of splits) and
+            scorer(s), as
+            GridSearchCV takes them; without ``cv`` a stratified 80/20 hold-out split is scored.
+        time_budget_s: stop starting trials after this many seconds.
+        storage_path, name: results go to ``<storage_path>/<name>`` (default
+            ``./hpt_ray_results/<auto>``).
+        seed: seeds the searcher, the hold-out split and the trials.
+        verbose: 0 silent, 1 a progress line every few seconds (default), 2 also Ray's own trial
+            tables.
+        ray_address: connect to this Ray cluster instead of starting (or reusing) a local one.
+    """
+    plan = plan_experiment(
+        model,
+        space,
+        data=data,
+        metric=metric,
+        mode=mode,
+        searcher=searcher,
+        searcher_options=searcher_options,
+        scheduler=scheduler,
+        scheduler_options=scheduler_options,
+        num_samples=num_samples,
+        resources_per_trial=resources_per_trial,
+        epochs=epochs,
+        max_stages=max_stages,
+        cv=cv,
+        scoring=scoring,
+        seed=seed,
+    )
+    run = run_experiment(
+        plan.trainable,
+        plan.space,
+        metric=plan.metric,
+        mode=plan.mode,
+        searcher=plan.searcher,
+        scheduler=plan.scheduler,
+        max_t=plan.max_t,
+        num_samples=plan.num_samples,
+        max_concurrent=max_concurrent,
+        time_budget_s=time_budget_s,
+        storage_path=storage_path,
+        name=name or plan.default_name,
+        verbose=verbose,
+        ray_address=ray_address,
+        metadata=plan.metadata,
+        resources=plan.resources,
+        resume=resume,
+        retry_errored=retry_errored,
+        max_failures=max_failures,
+        fail_fast=fail_fast,
+    )
+    best = best_row(run.frame, plan.mode)
+    best_checkpoint = None
+    if best is not None and run.result_grid is not None:
+        for result in run.result_grid:
+            if (result.metrics or {}).get("trial_id") == best["trial_id"]:
+                best_checkpoint = result.checkpoint
+                break
+    return TuneResult(
+        best_config=None if best is None else run.configs[best["trial_id"]],
+        best_score=None if best is None else float(best["final_metric"]),
+        best_checkpoint=best_checkpoint,
+        trials=run.frame,
+        path=run.path,
+        metric=plan.metric,
+        mode=plan.mode,
+        result_grid=run.result_grid,
+    )
+
+
+@dataclass
+class _Plan:
+    trainable: Any
+    space: dict[str, Any]
+    metric: str
+    mode: str
+    searcher: Searcher
+    scheduler: Any
+    max_t: int
+    num_samples: int
+    default_name: str
+    metadata: dict[str, Any]
+    resources: dict[str, float]
+
+
+def plan_experiment(
+    model: Any,
+    space: Mapping[str, Any],
+    *,
+    data: Any,
+    metric: str | None,
+    mode: str | None,
+    searcher: str | Searcher,
+    searcher_options: Mapping[str, Any] | None,
+    scheduler: str,
+    scheduler_options: Mapping[str, Any] | None,
+    num_samples: int,
+    resources_per_trial: Mapping[str, Any] | None,
+    epochs: int,
+    max_stages: int,
+    cv: Any,
+    scoring: Any,
+    seed: int | None,
+) -> _Plan:
+    """Validate every argument and build what the run needs, before Ray starts anything."""
+    kind, model = _resolve_model(model)
+    dataset = load_data(data, seed=0 if seed is None else seed)
+    if mode is not None and mode not in ("min", "max"):
+        raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
+    if not isinstance(num_samples, int) or isinstance(num_samples, bool) or num_samples < 1:
+        raise ValueError(f"num_samples must be a positive integer, got {num_samples!r}")
+    resources = resources_from_spec(dict(resources_per_trial or {"cpu": 1}))
+    is_grid = isinstance(searcher, str) and searcher == "grid"
+    tune_space = to_tune_space(space, grid=is_grid)
+    validate_space(tune_space, searcher=searcher, estimator=model if kind == "sklearn" else None)
+
+    if kind == "sklearn":
+        splits = _materialize_cv(cv, model, dataset)
+        default_metric = "mean_test_score"
+        if isinstance(scoring, (list, tuple, set, dict)) and metric is None:
+            raise ValueError(
+                "metric: with several scorers, name the one to optimize, "
+                "e.g. metric='mean_test_accuracy'"
+            )
+        fn = make_sklearn_trainable(model, cv=splits, scoring=scoring, max_stages=max_stages)
+        max_t = _max_stages(model, tune_space, max_stages)
+        metric, mode = metric or default_metric, mode or "max"
+        label = type(model).__name__
+    else:
+        if cv is not None or scoring is not None:
+            raise ValueError(
+                "cv and scoring apply to scikit-learn models only; PyTorch trials use a "
+                "hold-out validation split (pass data=((X_tr, y_tr), (X_val, y_val)) to fix it)"
+            )
+        if not isinstance(epochs, int) or epochs < 1:
+            raise ValueError(f"epochs must be a positive integer, got {epochs!r}")
+        constant_epochs = tune_space.get("epochs")
+        if isinstance(constant_epochs, int) and not isinstance(constant_epochs, bool):
+            epochs = constant_epochs
+        elif "epochs" in tune_space:
+            raise ValueError(
+                "space: 'epochs' must be a constant (it is the scheduler's max_t); "
+                "use tune_model(epochs=...) and let ASHA decide how long each trial trains"
+            )
+        # torch is imported only when a PyTorch model is tuned: scikit-learn users never
+        # pay for it.
+        from trainables.torch_trainable import make_torch_trainable
+
+        fn = make_torch_trainable(model, task=dataset.task, epochs=epochs)
+        max_t = epochs
+        if dataset.task == "classification":
+            metric, mode = (
+                metric or "val_accuracy",
+                mode or ("max" if metric in (None, "val_accuracy") else None),
+            )
+        else:
+            metric, mode = (
+                metric or "val_loss",
+                mode or ("min" if metric in (None, "val_loss") else None),
+            )
+        if mode is None:
+            raise ValueError(f"mode: say whether {metric!r} should be 'min'imized or 'max'imized")
+        label = getattr(model, "__name__", type(model).__name__)
+        if seed is not None and "seed" not in tune_space:
+            tune_space["seed"] = seed
+
+    if isinstance(searcher, str):
+        search_alg = searchers.make_searcher(searcher, seed=seed, **dict(searcher_options or {}))
+    elif isinstance(searcher, Searcher):
+        search_alg = searcher
+    else:
+        raise TypeError(
+            f"searcher must be a name ({', '.join(searchers.available())}) or a ray.tune "
+            f"Searcher, got {type(searcher).__name__}"
+        )
+    if is_grid:
+        num_samples = grid_size(tune_space, searcher_options)
+    sched = make_scheduler(scheduler, max_t=max_t, **dict(scheduler_options or {}))
+
+    trainable = tune.with_resources(tune.with_parameters(fn, data=dataset), resources)
+    metadata = {
+        "model": label,
+        "kind": kind,
+        "data": dataset.name,
+        "metric": metric,
+        "mode": mode,
+        "searcher": searcher if isinstance(searcher, str) else type(searcher).__name__,
+        "scheduler": scheduler,
+        "num_samples": num_samples,
+        "max_t": max_t,
+        "seed": seed,
+    }
+    return _Plan(
+        trainable=trainable,
+        space=tune_space,
+        metric=metric,
+        mode=mode,
+        searcher=search_alg,
+        scheduler=sched,
+        max_t=max_t,
+        num_samples=num_samples,
+        default_name=f"{label}-{time.strftime('%Y%m%d-%H%M%S')}",
+        metadata=metadata,
+        resources=resources,
+    )
+
+
+def run_experiment(
+    trainable: Any,
+    space: Mapping[str, Any],
+    *,
+    metric: str,
+    mode: str,
+    searcher: Searcher,
+    scheduler: Any,
+    max_t: int | None,
+    num_samples: int,
+    max_concurrent: int | None = None,
+    time_budget_s: float | None = None,
+    storage_path: str | os.PathLike[str] | None = None,
+    name: str | None = None,
+    verbose: int = 1,
+    ray_address: str | None = None,
+    metadata: Mapping[str, Any] | None = None,
+    resources: Mapping[str, float] | None = None,
+    pending_timeout_s: float | None = None,
+    resume: bool = False,
+    retry_errored: bool = False,
+    max_failures: int = 0,
+    fail_fast: bool = False,
+) -> _Run:
+    """Run a Tuner with our results writer and progress line (tune_model and TuneSearchCV).
+
+    ``resources`` (one trial's spec, as ``resources_from_spec`` returns it) is checked against the
+    cluster before any trial starts (``hpt_ray.cluster.check_feasible``); on an autoscaling
+    cluster the run fails when no trial has started after ``pending_timeout_s`` (default
+    ``PENDING_TIMEOUT_S``, env ``HPT_RAY_PENDING_TIMEOUT_S``). A ``storage_path`` URI
+    (``s3://bucket/dir``) holds Ray's trial data and, when the run ends, ``results.parquet``.
+
+    Faults: ``max_failures`` retries a failing trial from its last checkpoint that many times
+    before it is recorded as failed (the experiment goes on); ``fail_fast`` stops the experiment
+    at the first failure instead. ``resume=True`` continues the experiment in
+    ``<storage_path>/<name>`` if one is there: completed trials are kept, unfinished ones resume
+    from their last checkpoint, errored ones are retried only with ``retry_errored``, and the
+    searcher's and scheduler's states come back with them; the trial budget counts each trial
+    once. Ray snapshots its experiment state at least every second
+    (``TUNE_GLOBAL_CHECKPOINT_S``, unless set) so a crash loses at most that much bookkeeping.
+    """
+    if not isinstance(max_failures, int) or isinstance(max_failures, bool) or max_failures < 0:
+        raise ValueError(f"max_failures must be an integer >= 0, got {max_failures!r}")
+    if fail_fast and max_failures:
+        raise ValueError("fail_fast stops at the first failure: use max_failures=0 with it")
+    if max_concurrent is not None and (not isinstance(max_concurrent, int) or max_concurrent < 1):
+        raise ValueError(
+            f"max_concurrent must be a positive integer or None, got {max_concurrent!r}"
+        )
+    if time_budget_s is not None and not (
+        isinstance(time_budget_s, (int, float)) and time_budget_s > 0
+    ):
+        raise ValueError(
+            f"time_budget_s must be a positive number of seconds, got {time_budget_s!r}"
+        )
+    name = name or f"experiment-{time.strftime('%Y%m%d-%H%M%S')}"
+    remote = storage_path is not None and is_uri(storage_path)
+    if remote:
+        # Ray writes trial data to the URI itself; our table is kept in a local staging
+        # directory and uploaded when the run ends.
+        storage: str | Path = str(storage_path).rstrip("/")
+        directory = Path(tempfile.gettempdir()) / "hpt_ray_staging" / name
+        location = f"{storage}/{name}"
+    else:
+        storage = Path(storage_path or DEFAULT_STORAGE).expanduser().resolve()
+        directory = storage / name
+        location = str(directory)
+    ensure_ray(ray_address, log_to_driver=verbose >= 2)
+    verdict = "fits" if resources is None else check_feasible(resources)
+
+    writer = ResultsWriter(directory, metric=metric, mode=mode, max_t=max_t)
+    callbacks: list[Any] = [writer]
+    if verdict == "autoscaler":
+        timeout = PENDING_TIMEOUT_S if pending_timeout_s is None else pending_timeout_s
+        callbacks.append(make_pending_timeout(timeout))
+    if verbose >= 1:
+        callbacks.append(ProgressPrinter(writer, total=num_samples))
+    write_metadata(
+        directory, {**dict(metadata or {}), "metric": metric, "mode": mode, "name": name}
+    )
+    if isinstance(scheduler, SafeScheduler):
+        directory.mkdir(parents=True, exist_ok=True)
+        scheduler.bind(directory)
+    restoring = bool(resume) and tune.Tuner.can_restore(str(directory))
+    if resume and not restoring and (directory / RESULTS_FILE).exists():
+        raise ValueError(
+            f"resume: {directory} has results but no Ray experiment state to resume from"
+        )
+    tuner = tune.Tuner(
+        trainable,
+        param_space=dict(space),
+        tune_config=tune.TuneConfig(
+            metric=metric,
+            mode=mode,
+            search_alg=searcher,
+            scheduler=scheduler,
+            num_samples=num_samples,
+            max_concurrent_trials=max_concurrent,
+            time_budget_s=time_budget_s,
+            # One actor per trial costs ~1.5 s of process start on 2 cores; reusing
+            # actors made 12 short
+            # trials 13x faster here (19.0 s -> 1.5 s, /tmp measurement noted in BENCHMARKS.md).
+            reuse_actors=True,
+        ),
+        run_config=tune.RunConfig(
+            name=name,
+            storage_path=str(storage),
+            callbacks=callbacks,
+            verbose=2 if verbose >= 2 else 0,
+            # Every checkpoint is kept: with num_to_keep, a driver killed between Ray deleting an
+            # old checkpoint and its next state snapshot resumes from a checkpoint that is gone
+            # (seen in tests/test_fault_resume.py). Disk is cheaper than a lost trial.
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=None),
+            failure_config=tune.FailureConfig(max_failures=max_failures, fail_fast=fail_fast),
+        ),
+    )
+    if restoring:
+        # Tune restores the searcher (from its own snapshot), the trials and the callbacks as
+        # they were pickled at the first start; our writer reloads its rows in setup().
+        tuner = tune.Tuner.restore(
+            str(directory),
+            trainable=trainable,
+            resume_errored=retry_errored,
+            param_space=dict(space),
+        )
+    with _ray_output(verbose):
+        try:
+            result_grid = tuner.fit()
+        except Exception as exc:
+            # Tune wraps a callback's exception (TuneError); surface ours with its message.
+            cause = _find_cause(exc, InfeasibleResourcesError)
+            if cause is not None:
+                raise cause from exc
+            raise
+    if restoring:
+        # The restored run used the writer pickled at the first start; its table is on disk.
+        frame = read_results(directory)
+        configs = {
+            str(t): json.loads(c)
+            for t, c in zip(frame["trial_id"], frame["config_json"], strict=True)
+        }
+        return _Run(
+            frame=frame, last_results={}, configs=configs, result_grid=result_grid, path=location
+        )
+    frame = writer.frame()
+    write_results(frame, directory)
+    if remote:
+        upload_files(directory, location, [RESULTS_FILE, META_FILE])
+    return _Run(
+        frame=frame,
+        last_results={tid: r.last_result for tid, r in writer.records.items()},
+        configs={tid: r.config for tid, r in writer.records.items()},
+        result_grid=result_grid,
+        path=location,
+    )
+
+
+def _find_cause(exc: BaseException, kind: type[BaseException]) -> BaseException | None:
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, kind):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
+@contextlib.contextmanager
+def _ray_output(verbose: int) -> Iterator[None]:
+    """Silence Ray's own experiment banner unless verbose >= 2.
+
+    Ray 2.60's new output engine prints its configuration box and TensorBoard hint even at
+    ``verbose=0``; its legacy engine (``RAY_AIR_NEW_OUTPUT=0``) honours verbose. Our progress line
+    replaces both.
+    """
+    quiet = {
+        "RAY_AIR_NEW_OUTPUT": "0",
+        # Checkpointing every epoch with num_to_keep set forces a state snapshot each time; on
+        # local disk that costs ~1 ms, but Ray warns each time. Not worth a wall of text.
+        "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",
+    }
+    if verbose >= 2:
+        quiet = {}
+    # A result without the metric (a crashed evaluation, a typo in one branch) must not end the
+    # whole experiment: Ray's strict check raises in the driver. Our searchers and schedulers
+    # treat such a result as bad instead (see searchers.base and hpt_ray.schedulers).
+    quiet["TUNE_DISABLE_STRICT_METRIC_CHECKING"] = "1"
+    # Snapshot Ray's experiment state (trials + searcher) at least every second instead of Ray's
+    # adaptive 10 s or more: a killed driver then loses at most a second of bookkeeping.
+    quiet["TUNE_GLOBAL_CHECKPOINT_S"] = "1"
+    added = [k for k in quiet if k not in os.environ]
+    for key in added:
+        os.environ[key] = quiet[key]
+    try:
+        yield
+    finally:
+        for key in added:
+            os.environ.pop(key, None)
+
+
+def grid_size(space: Mapping[str, Any], options: Mapping[str, Any] | None = None) -> int:
+    """Number of configurations the grid searcher will enumerate for ``space``.
+
+    Asked of a probe: a searcher that has already seen its space makes Tune refuse the space.
+    """
+    probe = searchers.make_searcher("grid", **dict(options or {}))
+    probe.set_search_properties("_", "max", dict(space))
+    return int(probe.grid_size)
+
+
+def ensure_ray(address: str | None = None, *, log_to_driver: bool = True) -> None:
+    """Connect to ``address`` (or RAY_ADDRESS), or start a fresh local Ray.
+
+    Without an address we always start our own local instance (``address="local"``) rather than
+    Ray's default of joining whatever ``ray start`` cluster this machine last ran: a workstation
+    run should not land on someone else's cluster. ``address="auto"`` joins that cluster.
+    """
+    if ray.is_initialized():
+        return
+    address = address or os.environ.get("RAY_ADDRESS")
+    if address and address != "local":
+        ray.init(address=address)
+    else:
+        # Trial stdout stays in each trial's log file unless asked for (verbose=2): Ray's own
+        # per-checkpoint INFO lines would otherwise drown the progress display.
+        ray.init(address="local", include_dashboard=False, log_to_driver=log_to_driver)
+
+
+def _resolve_model(model: Any) -> tuple[str, Any]:
+    if isinstance(model, BaseEstimator):
+        return "sklearn", model
+    if inspect.isclass(model) and issubclass(model, BaseEstimator):
+        try:
+            return "sklearn", model()
+        except TypeError as exc:
+            raise TypeError(
+                f"model: {model.__name__}() needs arguments ({exc}); pass an instance"
+            ) from exc
+    if callable(model):
+        return "torch", model
+    raise TypeError(
+        "model must be a scikit-learn estimator (instance or class) or a PyTorch model factory "
+        f"config -> torch.nn.Module, got {type(model).__name__}"
+    )
+
+
+def _max_stages(estimator: Any, space: Mapping[str, Any], max_stages: int) -> int:
+    """Reports a trial makes when run to the end: ASHA's max_t.
+
+    When the space searches the staged parameter itself (n_estimators, max_iter), trials differ in
+    their
+    number of stages; take the count at a large value so no trial makes more reports than max_t.
+    """
+    staged = [k for k in space if k.rsplit("__", 1)[-1] in ("n_estimators", "max_iter")]
+    if not staged:
+        return n_stages(estimator, max_stages)
+    from sklearn.base import clone
+
+    return n_stages(clone(estimator).set_params(**{k: 10**6 for k in staged}), max_stages)
+
+
+def _materialize_cv(cv: Any, estimator: Any, dataset: Dataset) -> Any:
+    """Fixed folds: every trial is scored on the same splits (a shuffling splitter would not)."""
+    if cv is None:
+        return None
+    if isinstance(cv, bool):
+        raise ValueError(
+            f"cv must be an int >= 2, a splitter or an iterable of splits, got {cv!r}"
+        )
+    if isinstance(cv, int) and cv < 2:
+        raise ValueError(f"cv must be at least 2 folds, got {cv}")
+    splitter = check_cv(cv, dataset.y, classifier=is_classifier(estimator))
+    return [(train, test) for train, test in splitter.split(dataset.X, dataset.y)]
+
+
+__all__: Sequence[str] = (
+    "TuneResult",
+    "ensure_ray",
+    "plan_experiment",
+    "run_experiment",
+    "tune_model",
+)

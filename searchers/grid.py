@@ -1,0 +1,114 @@
+"""Grid search with scikit-learn ``ParameterGrid`` semantics.
+
+Axes are ``{"grid_search": [...]}`` values, ``tune.choice`` categories and, as a convenience, every
+discrete numeric domain (``tune.randint``/``qrandint``/``quniform``...) with at most
+``GridOptions.max_axis_values`` values, listed in increasing order. A continuous float domain is
+refused. Points are the cartesian product in ``ParameterGrid`` order: axes sorted by name (nested
+keys flattened to "a/b"), the last axis varying fastest. Each point is suggested once, then
+``suggest`` returns ``Searcher.FINISHED``. ``points_to_evaluate`` come first; a grid point equal to
+a config already in flight is not suggested again. ``seed`` is accepted for a uniform API, unused.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from searchers.base import BaseSearcher
+from searchers.core import SearchCore
+from searchers.space import SearchSpace
+
+__all__ = ["GridCore", "GridOptions", "GridSearcher"]
+
+
+@dataclass(frozen=True)
+class GridOptions:
+    """max_axis_values: largest discrete numeric domain taken as a grid axis (a bigger one is
+    refused rather than silently making a grid of a million points)."""
+
+    max_axis_values: int = 64
+
+    def __post_init__(self) -> None:
+        value = self.max_axis_values
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"max_axis_values must be an int >= 1, got {value!r}")
+
+
+class GridCore:
+    """Enumerates the product of each dimension's unit levels, last dimension fastest."""
+
+    def __init__(
+        self, space: SearchSpace, *, rng: np.random.Generator | None = None,
+        options: GridOptions = GridOptions(), position: int = 0,
+    ) -> None:
+        self._levels: list[np.ndarray] = []
+        for d, param in enumerate(space.params):
+            levels = space.unit_levels(d)
+            if levels is None:
+                raise ValueError(
+                    f"parameter {param.name!r}: a continuous float domain cannot be a grid axis; "
+                    "give its values with tune.grid_search([...]) / tune.choice([...]), use "
+                    "tune.quniform, or use searcher='random'"
+                )
+            if param.kind != "categorical" and len(levels) > options.max_axis_values:
+                raise ValueError(
+                    f"parameter {param.name!r}: a numeric domain with {len(levels)} values is "
+                    f"more than the {options.max_axis_values} a grid axis takes; list the values "
+                    "with tune.grid_search([...]) or use searcher='random'"
+                )
+            self._levels.append(levels)
+        self._options = options
+        self.size = math.prod(len(levels) for levels in self._levels)
+        self._position = position
+
+    def ask(self, pending: np.ndarray) -> np.ndarray | None:
+        if self._position >= self.size:
+            return None
+        index = self._position
+        self._position += 1
+        u = np.empty(len(self._levels))  # (dim,)
+        for d in reversed(range(len(self._levels))):
+            index, digit = divmod(index, len(self._levels[d]))
+            u[d] = self._levels[d][digit]
+        return u
+
+    def tell(self, u: np.ndarray, value: float) -> None:
+        """A grid ignores observations."""
+
+    @property
+    def finished(self) -> bool:
+        return self._position >= self.size
+
+    def state(self) -> dict[str, Any]:
+        return {"position": self._position, "max_axis_values": self._options.max_axis_values}
+
+    @classmethod
+    def from_state(cls, space: SearchSpace, state: dict[str, Any]) -> GridCore:
+        options = GridOptions(max_axis_values=int(state["max_axis_values"]))
+        return cls(space, options=options, position=int(state["position"]))
+
+
+class GridSearcher(BaseSearcher):
+    """Ray Tune searcher for grid search (``make_searcher("grid")``)."""
+
+    searcher_name = "grid"
+    allow_grid = True
+    random_fallback = False
+
+    def __init__(self, *, max_axis_values: int = GridOptions.max_axis_values, **kwargs: Any):
+        self._grid_options = GridOptions(max_axis_values=max_axis_values)
+        super().__init__(**kwargs)
+
+    @property
+    def grid_size(self) -> int | None:
+        """Number of grid points (None until the space is known)."""
+        return None if self._core is None else int(self._core.size)  # type: ignore[attr-defined]
+
+    def _make_core(self, space: SearchSpace, rng: np.random.Generator) -> SearchCore:
+        return GridCore(space, rng=rng, options=self._grid_options)
+
+    def _core_from_state(self, space: SearchSpace, state: dict[str, Any]) -> SearchCore:
+        return GridCore.from_state(space, state)

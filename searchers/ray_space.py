@@ -1,0 +1,211 @@
+"""Convert a Ray Tune ``param_space`` into a `searchers.space.SearchSpace`.
+
+Semantics follow Ray 2.60's own samplers (``ray/tune/search/sample.py``), not its searcher
+converters, which disagree with the samplers on several edges:
+
+    tune.uniform(a, b)           FloatParam(a, b)
+    tune.loguniform(a, b)        FloatParam(a, b, log=True)
+    tune.quniform(a, b, q)       FloatParam(a, b, q=q): multiples of q in [a, b], ends included
+    tune.qloguniform(a, b, q)    FloatParam(a, b, log=True, q=q)
+    tune.randint(a, b)           IntParam(a, b - 1): b EXCLUDED
+    tune.lograndint(a, b)        IntParam(a, b - 1, log=True): b EXCLUDED
+    tune.qrandint(a, b, q)       IntParam(a, b, q=q): multiples of q in [a, b], b INCLUDED;
+                                 for q == 1 Ray's sampler excludes b (as randint), and so do we
+    tune.qlograndint(a, b, q)    IntParam(a, b, log=True, q=q), same edge rule as qrandint
+    tune.choice(xs)              CategoricalParam(xs)
+    {"grid_search": xs}          CategoricalParam(xs) when ``allow_grid``, else ValueError
+    anything else                Constant
+
+Unsupported domains (``tune.randn``/``qrandn``, ``tune.sample_from``, a domain inside a list or
+inside a choice) raise ValueError naming the parameter path and the fix.
+"""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Mapping
+from typing import Any
+
+from ray.tune.search.sample import (
+    Categorical,
+    Domain,
+    Float,
+    Function,
+    Integer,
+    LogUniform,
+    Normal,
+    Quantized,
+    Uniform,
+)
+
+from searchers.space import (
+    CategoricalParam,
+    Constant,
+    FloatParam,
+    IntParam,
+    Param,
+    Path,
+    SearchSpace,
+    path_name,
+)
+
+__all__ = ["from_ray", "has_grid"]
+
+GRID_KEY = "grid_search"
+
+
+def from_ray(param_space: Mapping[str, Any], *, allow_grid: bool = False) -> SearchSpace:
+    """Build a `SearchSpace` from a (nested) Ray Tune param_space.
+
+    ``allow_grid``: accept ``{"grid_search": [...]}`` (and ``Categorical.grid()``) as categorical
+    axes; only the grid searcher sets it.
+    """
+    if not isinstance(param_space, Mapping):
+        raise TypeError(
+            f"param_space must be a dict of Ray Tune domains, got {type(param_space).__name__}"
+        )
+    params: list[Param] = []
+    constants: list[Constant] = []
+    order: list[Path] = []
+    _walk(param_space, (), allow_grid, params, constants, order)
+    return SearchSpace(tuple(params), tuple(constants), tuple(order))
+
+
+def has_grid(param_space: Mapping[str, Any]) -> list[str]:
+    """Names of the parameters of ``param_space`` that are grid_search axes."""
+    found: list[str] = []
+
+    def visit(node: Mapping[str, Any], prefix: Path) -> None:
+        for key, value in node.items():
+            path = (*prefix, key)
+            if _is_grid_dict(value) or (isinstance(value, Domain) and value.is_grid()):
+                found.append(path_name(path))
+            elif isinstance(value, Mapping):
+                visit(value, path)
+
+    visit(param_space, ())
+    return found
+
+
+def _walk(
+    node: Mapping[str, Any],
+    prefix: Path,
+    allow_grid: bool,
+    params: list[Param],
+    constants: list[Constant],
+    order: list[Path],
+) -> None:
+    for key, value in node.items():
+        path = (*prefix, key)
+        if _is_grid_dict(value):
+            params.append(_grid_axis(path, value[GRID_KEY], allow_grid))
+            order.append(path)
+        elif isinstance(value, Mapping) and value:
+            _walk(value, path, allow_grid, params, constants, order)
+        elif isinstance(value, Domain):
+            params.append(_convert_domain(path, value, allow_grid))
+            order.append(path)
+        else:
+            _reject_nested_domain(path, value)
+            constants.append(Constant(path, value))
+            order.append(path)
+
+
+def _convert_domain(path: Path, domain: Domain, allow_grid: bool) -> Param:
+    name = path_name(path)
+    if isinstance(domain, Function):
+        raise ValueError(
+            f"parameter {name!r}: tune.sample_from / function domains are not supported by "
+            "these searchers; use tune.uniform/randint/choice, or compute the value inside the "
+            "trainable from the other parameters"
+        )
+    if isinstance(domain, Categorical):
+        if domain.is_grid():
+            return _grid_axis(path, domain.categories, allow_grid)
+        if not domain.categories:
+            raise ValueError(f"parameter {name!r}: tune.choice([]) has no choices; give one")
+        for choice in domain.categories:
+            _reject_nested_domain(path, choice, inside="tune.choice")
+        return CategoricalParam(path, tuple(domain.categories))
+
+    sampler = domain.get_sampler()
+    q: Any = None
+    if isinstance(sampler, Quantized):
+        q = sampler.q
+        sampler = sampler.get_sampler()
+    if isinstance(sampler, Normal):
+        raise ValueError(
+            f"parameter {name!r}: tune.randn/qrandn (normal distributions) are unbounded and not "
+            "supported; use tune.uniform(lower, upper) or tune.quniform with explicit bounds"
+        )
+    if not isinstance(sampler, (Uniform, LogUniform)):
+        raise ValueError(
+            f"parameter {name!r}: sampler {type(sampler).__name__} is not supported; use "
+            "tune.uniform, loguniform, quniform, qloguniform, randint, lograndint, qrandint, "
+            "qlograndint or choice"
+        )
+    log = isinstance(sampler, LogUniform)
+    if isinstance(domain, Float):
+        return FloatParam(path, lower=domain.lower, upper=domain.upper, log=log, q=q)
+    if isinstance(domain, Integer):
+        lower, upper = domain.lower, domain.upper
+        if q is not None and (isinstance(q, bool) or float(q) != int(q) or q < 1):
+            raise ValueError(
+                f"parameter {name!r}: integer quantization q={q!r} must be an int >= 1"
+            )
+        for label, bound in (("lower", lower), ("upper", upper)):
+            if isinstance(bound, bool) or not isinstance(bound, numbers.Integral):
+                raise ValueError(f"parameter {name!r}: {label} bound {bound!r} must be an int")
+        lower, upper = int(lower), int(upper)
+        if lower >= upper:
+            raise ValueError(
+                f"parameter {name!r}: lower bound {lower} must be below upper bound {upper}"
+            )
+        if log and lower <= 0:
+            raise ValueError(f"parameter {name!r}: log scale needs bounds > 0, got lower={lower}")
+        # Ray's samplers: randint/lograndint exclude the upper bound; quantized ones include it,
+        # except q == 1, where Quantized samples index range [lower, upper) (sample.py, 2.60).
+        inclusive_upper = upper if q is not None and int(q) != 1 else upper - 1
+        return IntParam(path, lower=lower, upper=inclusive_upper, log=log, q=int(q or 1))
+    raise ValueError(
+        f"parameter {name!r}: domain type {type(domain).__name__} is not supported; use "
+        "tune.uniform, randint or choice"
+    )
+
+
+def _grid_axis(path: Path, values: Any, allow_grid: bool) -> CategoricalParam:
+    name = path_name(path)
+    if not allow_grid:
+        raise ValueError(
+            f"parameter {name!r} uses grid_search, which only the grid searcher supports; "
+            "use searcher='grid', or replace it with tune.choice([...])"
+        )
+    if not isinstance(values, (list, tuple)):
+        raise ValueError(
+            f"parameter {name!r}: grid_search needs a list of values, got {type(values).__name__}"
+        )
+    if not values:
+        raise ValueError(f"parameter {name!r}: grid_search([]) has no values; give one")
+    for value in values:
+        _reject_nested_domain(path, value, inside="grid_search")
+    return CategoricalParam(path, tuple(values))
+
+
+def _is_grid_dict(value: Any) -> bool:
+    return isinstance(value, Mapping) and len(value) == 1 and GRID_KEY in value
+
+
+def _reject_nested_domain(path: Path, value: Any, *, inside: str = "a list") -> None:
+    """Nested/conditional spaces are not representable on a fixed unit cube: say so clearly."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, Domain) or _is_grid_dict(item):
+            raise ValueError(
+                f"parameter {path_name(path)!r}: a search domain inside {inside} is not "
+                "supported (conditional spaces); give every tunable value its own key in a dict"
+            )
+        if isinstance(item, Mapping):
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            stack.extend(item)

@@ -1,0 +1,507 @@
+"""Search spaces as plain data: one unit-cube dimension per tunable parameter.
+
+Every search core works on the unit cube and never sees Ray domains or Python values; this module
+is the one place that maps between the two. It imports no Ray (`searchers/ray_space.py` builds a
+`SearchSpace` from a Ray Tune ``param_space``).
+
+Notation:
+    dim: number of tunable parameters; constants are not dimensions.
+    u: (dim,) float64 in [0, 1], one point of the unit cube.
+    config: the nested dict a trial receives, with constants in place.
+    k: integer multiplier of a discrete numeric parameter; its value is ``k * q``.
+
+Dimensions are ordered by parameter name (the path joined with "/"), so the same space gives the
+same cube whatever the order of the user's dict; configs keep the user's key order.
+
+How each parameter sits on its dimension:
+    - continuous float: affine in the value, or in log(value) when ``log=True``;
+    - discrete numeric (every int, and a float with quantization ``q``): the values ``k * q`` for
+      ``k_lo <= k <= k_hi``. Without log, equal-width cells and ``to_unit`` gives a cell centre.
+      With log, u is affine in log over ``[log k_lo, log(k_hi + 1))`` and ``k = floor(exp(.))``,
+      the law Ray uses for ``tune.lograndint``; ``to_unit`` gives the cell's log-midpoint;
+    - categorical with ``n`` choices: cell ``i`` is ``[i/n, (i+1)/n)``, ``to_unit`` gives
+      ``(i + 0.5) / n``. A core that wants one-hot or crossover reads ``kinds`` and ``n_choices``.
+
+``encode`` gives a JSON-safe scalar per dimension (float value, integer value, multiplier ``k`` of
+a quantized float, category index); it is exact both ways and is what state files and duplicate
+keys store, so category objects never need to be serialized.
+"""
+
+from __future__ import annotations
+
+import copy
+import decimal
+import math
+import numbers
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, TypeAlias
+
+import numpy as np
+
+Path: TypeAlias = tuple[Any, ...]
+Encoded: TypeAlias = float | int
+
+__all__ = [
+    "CategoricalParam",
+    "Constant",
+    "FloatParam",
+    "IntParam",
+    "Param",
+    "SearchSpace",
+    "path_name",
+]
+
+
+def path_name(path: Path) -> str:
+    """The name of a parameter: its path joined with "/" (as Ray's ``flatten_dict`` does)."""
+    return "/".join(str(part) for part in path)
+
+
+@dataclass(frozen=True)
+class _ParamBase:
+    path: Path
+    kind: ClassVar[str] = ""
+
+    @property
+    def name(self) -> str:
+        return path_name(self.path)
+
+    @property
+    def n_choices(self) -> int | None:
+        """Number of distinct values, or None for a continuous parameter."""
+        raise NotImplementedError
+
+    def _error(self, message: str) -> ValueError:
+        return ValueError(f"parameter {self.name!r}: {message}")
+
+
+@dataclass(frozen=True)
+class FloatParam(_ParamBase):
+    """A float in ``[lower, upper]``; with ``q`` only the multiples of ``q`` in that interval."""
+
+    lower: float = 0.0
+    upper: float = 1.0
+    log: bool = False
+    q: float | None = None
+    kind: ClassVar[str] = "float"
+
+    def __post_init__(self) -> None:
+        _check_bounds(self, self.lower, self.upper, self.log)
+        if self.q is not None:
+            if not _is_real(self.q) or not self.q > 0 or not math.isfinite(self.q):
+                raise self._error(f"quantization q={self.q!r} must be a positive number")
+            if self.k_lo > self.k_hi:
+                raise self._error(
+                    f"no multiple of q={self.q} lies in [{self.lower}, {self.upper}]; "
+                    "widen the bounds or use a smaller q"
+                )
+
+    @property
+    def k_lo(self) -> int:
+        if self.q is None:
+            raise self._error("k_lo is defined only for a quantized float")
+        return _grid_index(self.lower, self.q, math.ceil)
+
+    @property
+    def k_hi(self) -> int:
+        if self.q is None:
+            raise self._error("k_hi is defined only for a quantized float")
+        return _grid_index(self.upper, self.q, math.floor)
+
+    @property
+    def n_choices(self) -> int | None:
+        return None if self.q is None else self.k_hi - self.k_lo + 1
+
+    def from_unit(self, x: float) -> float:
+        if self.q is not None:
+            return self._value_at(_k_from_unit(x, self.k_lo, self.k_hi, self.log))
+        if self.log:
+            lo, hi = math.log(self.lower), math.log(self.upper)
+            value = math.exp(lo + x * (hi - lo))
+        else:
+            value = self.lower + x * (self.upper - self.lower)
+        return float(min(max(value, self.lower), self.upper))
+
+    def to_unit(self, value: Any) -> float:
+        if self.q is not None:
+            return _unit_from_k(int(self.encode(value)), self.k_lo, self.k_hi, self.log)
+        v = self.encode(value)
+        if self.log:
+            lo, hi = math.log(self.lower), math.log(self.upper)
+            return min(max((math.log(v) - lo) / (hi - lo), 0.0), 1.0)
+        return min(max((v - self.lower) / (self.upper - self.lower), 0.0), 1.0)
+
+    def encode(self, value: Any) -> Encoded:
+        if not _is_real(value) or not math.isfinite(float(value)):
+            raise self._error(f"{value!r} is not a finite number")
+        v = float(value)
+        if self.q is None:
+            if not self.lower <= v <= self.upper:
+                raise self._error(f"{v!r} is outside [{self.lower}, {self.upper}]")
+            return v
+        # Quantized: compare multipliers, since k * q carries binary noise at the bounds.
+        k = round(v / self.q)
+        if not math.isclose(k * self.q, v, rel_tol=1e-9, abs_tol=1e-12) or not (
+            self.k_lo <= k <= self.k_hi
+        ):
+            raise self._error(f"{v!r} is not a multiple of q={self.q} inside the bounds")
+        return int(k)
+
+    def decode(self, code: Encoded) -> float:
+        if self.q is None:
+            return float(code)
+        return self._value_at(int(code))
+
+    def values(self) -> list[float]:
+        if self.q is None:
+            raise self._error("a continuous float has no finite list of values")
+        return [self._value_at(k) for k in range(self.k_lo, self.k_hi + 1)]
+
+    def _value_at(self, k: int) -> float:
+        # Clipped so that a bound like 3 * 0.1 = 0.30000000000000004 is never undercut by 0.3.
+        return float(min(max(_quantized_value(k, self.q or 1.0), self.lower), self.upper))
+
+
+@dataclass(frozen=True)
+class IntParam(_ParamBase):
+    """An int in ``[lower, upper]`` (both INCLUSIVE), restricted to the multiples of ``q``."""
+
+    lower: int = 0
+    upper: int = 1
+    log: bool = False
+    q: int = 1
+    kind: ClassVar[str] = "int"
+
+    def __post_init__(self) -> None:
+        for label, bound in (("lower", self.lower), ("upper", self.upper)):
+            if not _is_integer(bound):
+                raise self._error(f"{label} bound {bound!r} must be an int")
+        if not _is_integer(self.q) or self.q < 1:
+            raise self._error(f"quantization q={self.q!r} must be a positive int")
+        if self.lower > self.upper:
+            raise self._error(
+                f"lower bound {self.lower} is above the inclusive upper bound {self.upper}"
+            )
+        if self.log and self.lower <= 0:
+            raise self._error(f"log scale needs a lower bound > 0, got {self.lower}")
+        if self.k_lo > self.k_hi:
+            raise self._error(
+                f"no multiple of q={self.q} lies in [{self.lower}, {self.upper}]; "
+                "widen the bounds or use a smaller q"
+            )
+
+    @property
+    def k_lo(self) -> int:
+        return -((-int(self.lower)) // int(self.q))  # ceil division, exact for big ints
+
+    @property
+    def k_hi(self) -> int:
+        return int(self.upper) // int(self.q)
+
+    @property
+    def n_choices(self) -> int | None:
+        return self.k_hi - self.k_lo + 1
+
+    def from_unit(self, x: float) -> int:
+        return _k_from_unit(x, self.k_lo, self.k_hi, self.log) * int(self.q)
+
+    def to_unit(self, value: Any) -> float:
+        k = int(self.encode(value)) // int(self.q)
+        return _unit_from_k(k, self.k_lo, self.k_hi, self.log)
+
+    def encode(self, value: Any) -> Encoded:
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if not _is_integer(value):
+            raise self._error(f"{value!r} is not an int")
+        v = int(value)
+        if not self.lower <= v <= self.upper or v % int(self.q) != 0:
+            step = "" if self.q == 1 else f" and a multiple of {self.q}"
+            raise self._error(f"{v!r} is not in [{self.lower}, {self.upper}]{step}")
+        return v
+
+    def decode(self, code: Encoded) -> int:
+        return int(code)
+
+    def values(self) -> list[int]:
+        return [k * int(self.q) for k in range(self.k_lo, self.k_hi + 1)]
+
+
+@dataclass(frozen=True)
+class CategoricalParam(_ParamBase):
+    """One of ``choices``; the value handed out is the choice object itself."""
+
+    choices: tuple[Any, ...] = ()
+    kind: ClassVar[str] = "categorical"
+
+    def __post_init__(self) -> None:
+        if len(self.choices) == 0:
+            raise self._error("has no choices; give at least one value")
+
+    @property
+    def n_choices(self) -> int | None:
+        return len(self.choices)
+
+    def from_unit(self, x: float) -> Any:
+        return self.choices[_cell(x, len(self.choices))]
+
+    def to_unit(self, value: Any) -> float:
+        return (self.encode(value) + 0.5) / len(self.choices)
+
+    def encode(self, value: Any) -> Encoded:
+        # Identity first, then same-type equality, so that choice([1, True, 1.0]) keeps three
+        # distinct options although 1 == True == 1.0 in Python.
+        for i, choice in enumerate(self.choices):
+            if choice is value:
+                return i
+        for i, choice in enumerate(self.choices):
+            if type(choice) is type(value) and _safe_equal(choice, value):
+                return i
+        for i, choice in enumerate(self.choices):
+            if _safe_equal(choice, value):
+                return i
+        raise self._error(f"{value!r} is not one of the choices {list(self.choices)!r}")
+
+    def decode(self, code: Encoded) -> Any:
+        return self.choices[int(code)]
+
+    def values(self) -> list[Any]:
+        return list(self.choices)
+
+
+Param: TypeAlias = FloatParam | IntParam | CategoricalParam
+
+
+@dataclass(frozen=True)
+class Constant:
+    """A value passed through unchanged (deep-copied into every config)."""
+
+    path: Path
+    value: Any
+
+    @property
+    def name(self) -> str:
+        return path_name(self.path)
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """Tunable parameters (one unit-cube dimension each) plus constants, addressed by path.
+
+    ``params`` is stored sorted by name. ``order`` lists every leaf path (parameters and constants)
+    in the order configs should present them; it defaults to constants first, then parameters.
+    """
+
+    params: tuple[Param, ...]
+    constants: tuple[Constant, ...] = ()
+    order: tuple[Path, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        params = tuple(sorted(self.params, key=lambda p: p.name))
+        object.__setattr__(self, "params", params)
+        object.__setattr__(self, "constants", tuple(self.constants))
+        leaves = [c.path for c in self.constants] + [p.path for p in params]
+        seen: set[Path] = set()
+        for path in leaves:
+            if not isinstance(path, tuple) or len(path) == 0:
+                raise ValueError(f"parameter path {path!r} must be a non-empty tuple of keys")
+            if path in seen:
+                raise ValueError(f"parameter {path_name(path)!r} is defined twice")
+            seen.add(path)
+        for path in leaves:
+            for i in range(1, len(path)):
+                if path[:i] in seen:
+                    raise ValueError(
+                        f"parameter {path_name(path[:i])!r} is both a value and a nested dict"
+                    )
+        names = [p.name for p in params]
+        if len(set(names)) != len(names):
+            raise ValueError(f"two parameters share a name after joining paths with '/': {names}")
+        if self.order:
+            if sorted(map(repr, self.order)) != sorted(map(repr, leaves)):
+                raise ValueError("order must list every parameter and constant path exactly once")
+        else:
+            object.__setattr__(self, "order", tuple(leaves))
+
+    # ---- metadata a core reads -------------------------------------------------------------
+    @property
+    def dim(self) -> int:
+        return len(self.params)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(p.name for p in self.params)
+
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        """Per dimension: "float", "int" or "categorical"."""
+        return tuple(p.kind for p in self.params)
+
+    @property
+    def n_choices(self) -> tuple[int | None, ...]:
+        """Per dimension: number of distinct values, None for a continuous float."""
+        return tuple(p.n_choices for p in self.params)
+
+    @property
+    def size(self) -> int | None:
+        """Number of distinct configs, or None when a dimension is continuous."""
+        total = 1
+        for n in self.n_choices:
+            if n is None:
+                return None
+            total *= n
+        return total
+
+    def unit_levels(self, d: int) -> np.ndarray | None:
+        """The unit coordinate of each value of discrete dimension ``d`` ((n,)), else None."""
+        param = self.params[d]
+        if param.n_choices is None:
+            return None
+        return np.array([param.to_unit(v) for v in param.values()])  # (n,)
+
+    def values(self, d: int) -> list[Any]:
+        """Every value of discrete dimension ``d``, in order (ValueError when continuous)."""
+        return self.params[d].values()
+
+    # ---- configs <-> unit cube -------------------------------------------------------------
+    def to_unit(self, config: Mapping[str, Any]) -> np.ndarray:
+        """The unit-cube point of a config; ValueError naming the parameter when out of domain."""
+        return np.array(
+            [p.to_unit(_lookup(config, p)) for p in self.params], dtype=np.float64
+        )  # (dim,)
+
+    def from_unit(self, u: np.ndarray | Sequence[float]) -> dict[str, Any]:
+        """The config at unit-cube point ``u`` ((dim,)); values always lie in their domains."""
+        x = np.asarray(u, dtype=np.float64)
+        if x.shape != (self.dim,):
+            raise ValueError(f"expected a unit vector of shape ({self.dim},), got {x.shape}")
+        if not np.all(np.isfinite(x)):
+            raise ValueError(f"unit vector has non-finite entries: {x.tolist()}")
+        x = np.clip(x, 0.0, 1.0)
+        values = [p.from_unit(float(xi)) for p, xi in zip(self.params, x, strict=True)]
+        return self._assemble(values)
+
+    def sample(self, rng: np.random.Generator) -> dict[str, Any]:
+        """A config drawn uniformly on the unit cube (so log domains are sampled in log space)."""
+        return self.from_unit(rng.random(self.dim))
+
+    # ---- exact encoding, keys, state -------------------------------------------------------
+    def encode(self, config: Mapping[str, Any]) -> list[Encoded]:
+        """JSON-safe scalars, one per dimension; ValueError naming the parameter if invalid."""
+        return [p.encode(_lookup(config, p)) for p in self.params]
+
+    def decode(self, codes: Sequence[Encoded]) -> dict[str, Any]:
+        """The config of ``encode``'s output (inverse of ``encode``)."""
+        if len(codes) != self.dim:
+            raise ValueError(f"expected {self.dim} encoded values, got {len(codes)}")
+        return self._assemble([p.decode(c) for p, c in zip(self.params, codes, strict=True)])
+
+    def key(self, config: Mapping[str, Any]) -> tuple[Encoded, ...]:
+        """A hashable key; two configs share it exactly when they are the same point."""
+        return tuple(self.encode(config))
+
+    def fingerprint(self) -> list[Any]:
+        """A JSON description of the dimensions, stored in state to catch a changed space."""
+        out: list[Any] = []
+        for p in self.params:
+            if isinstance(p, CategoricalParam):
+                out.append([p.name, p.kind, len(p.choices), [_choice_tag(c) for c in p.choices]])
+            else:
+                out.append([p.name, p.kind, repr(p.lower), repr(p.upper), p.log, repr(p.q)])
+        return out
+
+    # ---- helpers ---------------------------------------------------------------------------
+    def _assemble(self, values: list[Any]) -> dict[str, Any]:
+        by_path: dict[Path, Any] = {p.path: v for p, v in zip(self.params, values, strict=True)}
+        for c in self.constants:
+            by_path[c.path] = copy.deepcopy(c.value)
+        config: dict[Any, Any] = {}
+        for path in self.order:
+            node = config
+            for part in path[:-1]:
+                node = node.setdefault(part, {})
+            node[path[-1]] = by_path[path]
+        return config
+
+
+def _lookup(config: Mapping[str, Any], param: _ParamBase) -> Any:
+    node: Any = config
+    for part in param.path:
+        if not isinstance(node, Mapping) or part not in node:
+            raise ValueError(f"parameter {param.name!r} is missing from the config")
+        node = node[part]
+    return node
+
+
+def _check_bounds(param: _ParamBase, lower: Any, upper: Any, log: bool) -> None:
+    for label, bound in (("lower", lower), ("upper", upper)):
+        if not _is_real(bound) or not math.isfinite(bound):
+            raise param._error(f"{label} bound {bound!r} must be a finite number")
+    if not lower < upper:
+        raise param._error(f"lower bound {lower} must be below upper bound {upper}")
+    if log and lower <= 0:
+        raise param._error(f"log scale needs bounds > 0, got lower={lower}")
+
+
+def _choice_tag(choice: Any) -> str:
+    """A process-independent tag of a category: repr for plain data, else the type name (the repr
+    of an arbitrary object often holds its memory address, which changes between processes)."""
+    plain = (type(None), bool, int, float, str, tuple, list, dict)
+    if isinstance(choice, plain) and " at 0x" not in repr(choice):
+        return repr(choice)
+    return f"<{type(choice).__module__}.{type(choice).__qualname__}>"
+
+
+def _is_real(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+
+
+def _is_integer(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
+
+
+def _safe_equal(a: Any, b: Any) -> bool:
+    try:
+        return bool(a == b)
+    except (TypeError, ValueError):  # e.g. numpy arrays, whose == is elementwise
+        return False
+
+
+def _grid_index(bound: float, q: float, round_fn: Any) -> int:
+    """Index of ``bound`` on the multiples of ``q``, rounded inwards (as Ray's ``Quantized``)."""
+    scaled = bound / q
+    nearest = round(scaled)
+    if math.isclose(scaled, nearest, rel_tol=1e-9, abs_tol=1e-9):
+        return int(nearest)
+    return int(round_fn(scaled))
+
+
+def _quantized_value(k: int, q: float) -> float:
+    """``k * q`` without binary noise when ``q`` is a short decimal (3 * 0.1 gives 0.3)."""
+    value = k * q
+    exponent = decimal.Decimal(repr(float(q))).as_tuple().exponent
+    if isinstance(exponent, int) and exponent < 0:
+        rounded = round(value, -exponent)
+        if math.isclose(rounded, value, rel_tol=1e-12, abs_tol=0.0):
+            return float(rounded)
+    return float(value)
+
+
+def _cell(x: float, n: int) -> int:
+    return min(max(math.floor(x * n), 0), n - 1)
+
+
+def _k_from_unit(x: float, k_lo: int, k_hi: int, log: bool) -> int:
+    if not log:
+        return k_lo + _cell(x, k_hi - k_lo + 1)
+    lo, hi = math.log(k_lo), math.log(k_hi + 1)
+    k = math.floor(math.exp(lo + x * (hi - lo)))
+    return min(max(k, k_lo), k_hi)
+
+
+def _unit_from_k(k: int, k_lo: int, k_hi: int, log: bool) -> float:
+    if not log:
+        return (k - k_lo + 0.5) / (k_hi - k_lo + 1)
+    lo, hi = math.log(k_lo), math.log(k_hi + 1)
+    return (0.5 * (math.log(k) + math.log(k + 1)) - lo) / (hi - lo)

@@ -1,0 +1,492 @@
+"""Library searchers (HyperOpt TPE; Optuna TPE, GP and CMA-ES) behind our space and result policy.
+
+`WrappedSearcher` delegates the algorithm to Ray's ``HyperOptSearch`` / ``OptunaSearch`` but owns
+what Ray's converters get wrong or leave open:
+
+- the space: we convert the Ray param_space with `searchers.ray_space.from_ray` and hand the
+  library a native space built from our `SearchSpace`, because Ray 2.60's converters disagree
+  with Ray's own samplers (checked on 2.60: Optuna drops the quantization of ``qloguniform``,
+  rejects ``qlograndint`` (step with log) and makes ``qrandint(1, 10, 3)`` the values 1, 4, 7, 10
+  where Ray's sampler gives 3, 6, 9; HyperOpt's ``qrandint(0, 6, 2)`` never gives 6).
+  Native parameters: a continuous float is itself; every discrete numeric parameter is its
+  integer multiplier ``k`` (value ``k * q``; a log domain stays log in ``k``, as log(k q) = log k +
+  log q); a categorical is its index. Native values are clipped back into the domain;
+- the bad-result policy of `searchers.base` (module docstring there): a bad objective is imputed
+  with the worst finite value seen, or, while none is known, the library is told the trial failed
+  (``error=True``: Optuna records FAIL, HyperOpt JOB_STATE_ERROR; neither learns from it). The
+  library never sees NaN, inf, a missing metric or a non-number;
+- unknown trial ids on completion are ignored with one warning (Optuna would raise KeyError);
+- state: ``get_state`` is JSON (our bookkeeping plus the library searcher's own pickle, which is
+  how Ray saves it, base64-encoded); ``save`` writes it atomically.
+
+Not guaranteed here: no duplicate configs among pending trials (the library decides what it
+suggests; Optuna's TPE uses a constant liar, the others do not).
+"""
+
+from __future__ import annotations
+
+import base64
+import inspect
+import logging
+import math
+import numbers
+import os
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from ray.tune.search import Searcher
+
+from searchers.base import (
+    STATE_VERSION,
+    ResultPolicy,
+    atomic_write_json,
+    check_metric_mode,
+    read_json,
+)
+from searchers.ray_space import from_ray
+from searchers.space import CategoricalParam, Encoded, FloatParam, IntParam, Param, SearchSpace
+
+__all__ = ["BACKENDS", "WrappedSearcher"]
+
+logger = logging.getLogger(__name__)
+
+_TRAINING_ITERATION = "training_iteration"
+
+
+@dataclass(frozen=True)
+class _Backend:
+    """How to build one library searcher: its accepted options and a builder."""
+
+    name: str
+    options: Callable[[], frozenset[str]]
+    build: Callable[..., Searcher]
+
+
+def _signature_options(cls: Any, exclude: frozenset[str]) -> frozenset[str]:
+    params = inspect.signature(cls).parameters
+    return frozenset(p for p in params if p not in exclude and p != "self")
+
+
+def _hyperopt_options() -> frozenset[str]:
+    from ray.tune.search.hyperopt import HyperOptSearch
+
+    return _signature_options(
+        HyperOptSearch,
+        frozenset({"space", "metric", "mode", "points_to_evaluate", "random_state_seed"}),
+    )
+
+
+def _build_hyperopt(
+    space: SearchSpace, names: list[str], metric: str, mode: str,
+    points: list[dict[str, Any]], seed: int | None, options: dict[str, Any],
+) -> Searcher:
+    from hyperopt import hp
+    from hyperopt.pyll import scope
+    from ray.tune.search.hyperopt import HyperOptSearch
+
+    native: dict[str, Any] = {}
+    for name, param in zip(names, space.params, strict=True):
+        if isinstance(param, CategoricalParam):
+            native[name] = hp.choice(name, list(range(len(param.choices))))
+        elif isinstance(param, FloatParam) and param.q is None:
+            if param.log:
+                native[name] = hp.loguniform(name, math.log(param.lower), math.log(param.upper))
+            else:
+                native[name] = hp.uniform(name, param.lower, param.upper)
+        else:
+            k_lo, k_hi = _k_range(param)
+            # Bounds widened by half a step so that rounding gives every k an equal share.
+            if param.log:
+                expr = hp.qloguniform(name, math.log(k_lo - 0.5), math.log(k_hi + 0.5), 1)
+            else:
+                expr = hp.quniform(name, k_lo - 0.5, k_hi + 0.5, 1)
+            native[name] = scope.int(expr)
+    return HyperOptSearch(
+        space=native,
+        metric=metric,
+        mode=mode,
+        points_to_evaluate=points or None,
+        random_state_seed=seed,
+        **options,
+    )
+
+
+def _optuna_options(sampler_name: str) -> Callable[[], frozenset[str]]:
+    def options() -> frozenset[str]:
+        import optuna
+
+        return _signature_options(getattr(optuna.samplers, sampler_name), frozenset({"seed"}))
+
+    return options
+
+
+def _optuna_builder(sampler_name: str) -> Callable[..., Searcher]:
+    def build(
+        space: SearchSpace, names: list[str], metric: str, mode: str,
+        points: list[dict[str, Any]], seed: int | None, options: dict[str, Any],
+    ) -> Searcher:
+        import optuna
+        from ray.tune.search.optuna import OptunaSearch
+
+        native: dict[str, Any] = {}
+        for name, param in zip(names, space.params, strict=True):
+            if isinstance(param, CategoricalParam):
+                native[name] = optuna.distributions.CategoricalDistribution(
+                    list(range(len(param.choices)))
+                )
+            elif isinstance(param, FloatParam) and param.q is None:
+                native[name] = optuna.distributions.FloatDistribution(
+                    float(param.lower), float(param.upper), log=param.log
+                )
+            else:
+                k_lo, k_hi = _k_range(param)
+                native[name] = optuna.distributions.IntDistribution(k_lo, k_hi, log=param.log)
+        sampler = getattr(optuna.samplers, sampler_name)(seed=seed, **options)
+        return OptunaSearch(
+            space=native, metric=metric, mode=mode, points_to_evaluate=points or None,
+            sampler=sampler,
+        )
+
+    return build
+
+
+BACKENDS: dict[str, _Backend] = {
+    "hyperopt-tpe": _Backend("hyperopt-tpe", _hyperopt_options, _build_hyperopt),
+    "optuna-tpe": _Backend("optuna-tpe", _optuna_options("TPESampler"), _optuna_builder(
+        "TPESampler")),
+    "optuna-gp": _Backend("optuna-gp", _optuna_options("GPSampler"), _optuna_builder(
+        "GPSampler")),
+    "optuna-cmaes": _Backend("optuna-cmaes", _optuna_options("CmaEsSampler"), _optuna_builder(
+        "CmaEsSampler")),
+}
+
+
+class WrappedSearcher(Searcher):
+    """A Ray library searcher behind our space conversion, result policy and JSON state.
+
+    ``algorithm`` is a key of ``BACKENDS``; ``options`` go to the library (HyperOptSearch's
+    ``n_initial_points``/``gamma``; the Optuna sampler's constructor arguments); an option the
+    library does not take raises TypeError naming it.
+    """
+
+    def __init__(
+        self,
+        algorithm: str,
+        *,
+        space: Mapping[str, Any] | SearchSpace | None = None,
+        metric: str | None = None,
+        mode: str | None = None,
+        points_to_evaluate: Sequence[Mapping[str, Any]] | None = None,
+        seed: int | None = None,
+        **options: Any,
+    ) -> None:
+        if algorithm not in BACKENDS:
+            raise ValueError(f"unknown wrapped algorithm {algorithm!r}; one of {sorted(BACKENDS)}")
+        backend = BACKENDS[algorithm]
+        accepted = backend.options()
+        for option in options:
+            if option not in accepted:
+                common = {"seed", "space", "metric", "mode", "points_to_evaluate"}
+                raise TypeError(
+                    f"searcher {algorithm!r} got an unknown option {option!r}; it accepts "
+                    f"{sorted(accepted | common)}"
+                )
+        check_metric_mode(metric, mode)
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
+            raise TypeError(f"seed must be an int or None, got {seed!r}")
+        super().__init__(metric=metric, mode=mode)
+        self.searcher_name = algorithm  # BACKENDS is looked up by name: instances stay picklable
+        self._options = dict(options)
+        self._seed = None if seed is None else int(seed)
+        self._raw_points: list[Mapping[str, Any]] = list(points_to_evaluate or [])
+        self._points_codes: list[list[Encoded]] = []
+        self._space: SearchSpace | None = None
+        self._names: list[str] = []
+        self._inner: Searcher | None = None
+        self._pending: dict[str, list[Encoded]] = {}
+        self._policy = ResultPolicy()
+        self._warned_unknown = False
+        # Completions accepted (each suggested trial counts once): a resumed experiment checks it.
+        self._n_completed = 0
+        self._stashed_state: dict[str, Any] | None = None
+        if space is not None:
+            self._set_space(space)
+
+    # ---- Ray Searcher API, in lifecycle order ----------------------------------------------
+    def set_search_properties(
+        self, metric: str | None, mode: str | None, config: dict[str, Any], **spec: Any
+    ) -> bool:
+        check_metric_mode(metric, mode)
+        if self._inner is None:
+            if metric:
+                self._metric = metric
+            if mode:
+                self._mode = mode
+        if self._space is not None:
+            return False  # Ray's convention: a space given to the constructor wins
+        self._set_space(config)
+        return True
+
+    # Ray annotates suggest as Optional[Dict], but its protocol also returns Searcher.FINISHED.
+    def suggest(self, trial_id: str) -> dict[str, Any] | str | None:  # type: ignore[override]
+        space = self._ready()
+        if trial_id in self._pending:
+            return space.decode(self._pending[trial_id])
+        if space.dim == 0:  # the libraries refuse an empty space; one constant config
+            if self._pending:
+                return None
+            return self._admit(trial_id, [])
+        suggestion = self._ready_inner().suggest(trial_id)
+        if suggestion is None or suggestion == Searcher.FINISHED:
+            return suggestion
+        return self._admit(trial_id, self._from_native(suggestion))
+
+    def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
+        if trial_id not in self._pending or self._inner is None:
+            return
+        value: Any = result.get(str(self._metric)) if isinstance(result, Mapping) else None
+        step = result.get(_TRAINING_ITERATION) if isinstance(result, Mapping) else None
+        # Only clean intermediate values reach the library (Optuna's report needs both keys).
+        if _is_finite_number(value) and isinstance(step, numbers.Integral):
+            self._inner.on_trial_result(
+                trial_id, {str(self._metric): float(value), _TRAINING_ITERATION: int(step)}
+            )
+
+    def on_trial_complete(
+        self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False
+    ) -> None:
+        if self._pending.pop(trial_id, None) is None:
+            if not self._warned_unknown:
+                self._warned_unknown = True
+                logger.warning(
+                    "%s: ignoring completion of trial %r, which it did not suggest (or already "
+                    "completed); further such trials are ignored silently.",
+                    self.searcher_name,
+                    trial_id,
+                )
+            return
+        self._n_completed += 1
+        space = self._ready()
+        metric, mode = str(self._metric), str(self._mode)
+        value = self._policy.objective(result, metric, mode, error=error)
+        if space.dim == 0:
+            return
+        inner = self._ready_inner()
+        if value is None:
+            inner.on_trial_complete(trial_id, result=None, error=True)
+        else:
+            inner.on_trial_complete(trial_id, result={metric: value * _sign(mode)}, error=False)
+
+    def add_evaluated_point(
+        self,
+        parameters: dict[str, Any],
+        value: float,
+        error: bool = False,
+        pruned: bool = False,
+        intermediate_values: list[float] | None = None,
+    ) -> None:
+        space = self._ready()
+        native = self._to_native(space.encode(parameters))
+        metric, mode = str(self._metric), str(self._mode)
+        imputed = self._policy.objective({metric: value}, metric, mode, error=error)
+        if space.dim == 0:
+            return
+        inner = self._ready_inner()
+        if imputed is None:
+            inner.add_evaluated_point(native, 0.0, error=True)
+        else:
+            inner.add_evaluated_point(native, imputed * _sign(mode), pruned=pruned)
+
+    # ---- state in/out ----------------------------------------------------------------------
+    def get_state(self) -> dict[str, Any]:
+        state: dict[str, Any] = {
+            "version": STATE_VERSION,
+            "searcher": self.searcher_name,
+            "metric": self._metric,
+            "mode": self._mode,
+            "seed": self._seed,
+            "space": None,
+        }
+        if self._space is None:
+            return state
+        inner_blob = None
+        if self._space.dim > 0:
+            inner_blob = _searcher_bytes(self._ready_inner())
+        state.update(
+            space=self._space.fingerprint(),
+            pending=[[tid, codes] for tid, codes in self._pending.items()],
+            policy=self._policy.state(),
+            warned_unknown=self._warned_unknown,
+            n_completed=self._n_completed,
+            inner=None if inner_blob is None else base64.b64encode(inner_blob).decode("ascii"),
+        )
+        return state
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        if not isinstance(state, Mapping) or state.get("version") != STATE_VERSION:
+            raise ValueError(
+                f"unsupported searcher state version; this build reads version {STATE_VERSION}"
+            )
+        if state.get("searcher") != self.searcher_name:
+            raise ValueError(
+                f"state was saved by searcher {state.get('searcher')!r}, not "
+                f"{self.searcher_name!r}; restore it into make_searcher({state.get('searcher')!r})"
+            )
+        self._metric = state.get("metric") or self._metric
+        self._mode = state.get("mode") or self._mode
+        if state.get("space") is None:
+            return
+        if self._space is None:
+            self._stashed_state = dict(state)  # applied once the space is known
+            return
+        self._apply_state(state)
+
+    def save(self, checkpoint_path: str) -> None:
+        atomic_write_json(checkpoint_path, self.get_state())
+
+    def restore(self, checkpoint_path: str) -> None:
+        self.set_state(read_json(checkpoint_path))
+
+    # ---- public helpers --------------------------------------------------------------------
+    @property
+    def space(self) -> SearchSpace | None:
+        return self._space
+
+    @property
+    def pending_trials(self) -> dict[str, dict[str, Any]]:
+        if self._space is None:
+            return {}
+        return {tid: self._space.decode(codes) for tid, codes in self._pending.items()}
+
+    # ---- helpers ---------------------------------------------------------------------------
+    def _set_space(self, space: Mapping[str, Any] | SearchSpace) -> None:
+        converted = space if isinstance(space, SearchSpace) else from_ray(space)
+        self._points_codes = [converted.encode(p) for p in self._raw_points]
+        self._space = converted
+        self._names = _native_names(converted)
+        if self._stashed_state is not None:
+            stashed, self._stashed_state = self._stashed_state, None
+            self._apply_state(stashed)
+
+    def _apply_state(self, state: Mapping[str, Any]) -> None:
+        space = self._ready_space()
+        if state["space"] != space.fingerprint():
+            raise ValueError(
+                "the saved searcher state belongs to a different search space; restore it into a "
+                "searcher built with the same param_space"
+            )
+        if state.get("inner") is not None:
+            _restore_searcher(self._ready_inner(), base64.b64decode(state["inner"]))
+        self._pending = {str(tid): list(codes) for tid, codes in state["pending"]}
+        self._policy = ResultPolicy.from_state(state["policy"])
+        self._warned_unknown = bool(state.get("warned_unknown", False))
+        self._n_completed = int(state.get("n_completed", 0))
+
+    def _ready_space(self) -> SearchSpace:
+        if self._space is None:
+            raise RuntimeError(
+                f"{self.searcher_name} has no search space: pass space= or call "
+                "set_search_properties(metric, mode, param_space) first"
+            )
+        return self._space
+
+    def _ready(self) -> SearchSpace:
+        space = self._ready_space()
+        if not self._metric or not self._mode:
+            raise RuntimeError(
+                f"{self.searcher_name} needs a metric and a mode: pass metric=/mode= or call "
+                "set_search_properties(metric, mode, param_space)"
+            )
+        return space
+
+    def _ready_inner(self) -> Searcher:
+        """The library searcher, built on first use (it needs space, metric and mode at once)."""
+        if self._inner is None:
+            space = self._ready()
+            points = [self._to_native(codes) for codes in self._points_codes]
+            self._inner = BACKENDS[self.searcher_name].build(
+                space, self._names, str(self._metric), str(self._mode), points, self._seed,
+                dict(self._options),
+            )
+        return self._inner
+
+    def _admit(self, trial_id: str, codes: list[Encoded]) -> dict[str, Any]:
+        self._pending[trial_id] = codes
+        return self._ready_space().decode(codes)
+
+    def _from_native(self, suggestion: Mapping[str, Any]) -> list[Encoded]:
+        space = self._ready_space()
+        codes: list[Encoded] = []
+        for name, param in zip(self._names, space.params, strict=True):
+            if name not in suggestion:
+                raise RuntimeError(f"{self.searcher_name} suggested no value for {param.name!r}")
+            codes.append(_code_from_native(param, suggestion[name]))
+        return codes
+
+    def _to_native(self, codes: list[Encoded]) -> dict[str, Any]:
+        space = self._ready_space()
+        native: dict[str, Any] = {}
+        for name, param, code in zip(self._names, space.params, codes, strict=True):
+            native[name] = int(code) // int(param.q) if isinstance(param, IntParam) else code
+        return native
+
+
+def _native_names(space: SearchSpace) -> list[str]:
+    """Flat library names without "/" (Ray's OptunaSearch would unflatten on it)."""
+    names = [p.name.replace("/", ".") for p in space.params]
+    if len(set(names)) != len(names):
+        names = [f"p{d}" for d in range(space.dim)]
+    return names
+
+
+def _k_range(param: Param) -> tuple[int, int]:
+    if isinstance(param, (IntParam, FloatParam)) and param.n_choices is not None:
+        return param.k_lo, param.k_hi
+    raise TypeError(f"parameter {param.name!r} is not a discrete numeric parameter")
+
+
+def _code_from_native(param: Param, value: Any) -> Encoded:
+    if isinstance(param, CategoricalParam):
+        return min(max(int(value), 0), len(param.choices) - 1)
+    if isinstance(param, FloatParam) and param.q is None:
+        return float(min(max(float(value), param.lower), param.upper))
+    k_lo, k_hi = _k_range(param)
+    k = min(max(round(float(value)), k_lo), k_hi)
+    return k * int(param.q) if isinstance(param, IntParam) else k
+
+
+def _is_finite_number(value: Any) -> bool:
+    return (
+        isinstance(value, numbers.Real)
+        and not isinstance(value, (bool, np.bool_))
+        and math.isfinite(float(value))
+    )
+
+
+def _sign(mode: str) -> float:
+    return -1.0 if mode == "max" else 1.0
+
+
+def _searcher_bytes(searcher: Searcher) -> bytes:
+    """The library searcher's own ``save`` output (Ray pickles its ``__dict__``)."""
+    fd, tmp = tempfile.mkstemp(prefix=".hpt-searcher-", suffix=".pkl")
+    os.close(fd)
+    try:
+        searcher.save(tmp)
+        with open(tmp, "rb") as f:
+            return f.read()
+    finally:
+        os.unlink(tmp)
+
+
+def _restore_searcher(searcher: Searcher, blob: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=".hpt-searcher-", suffix=".pkl")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(blob)
+        searcher.restore(tmp)
+    finally:
+        os.unlink(tmp)

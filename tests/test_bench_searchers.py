@@ -1,0 +1,91 @@
+"""Smoke test of the searcher benchmark (`scripts/bench_searchers.py`) and its problems."""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+
+import bench_problems
+import bench_searchers
+
+
+@pytest.mark.parametrize("name", list(bench_problems.PROBLEMS))
+def test_problem_optimum_is_reached_at_its_argmin(name: str) -> None:
+    problem = bench_problems.PROBLEMS[name]
+    assert problem.argmin is not None
+    assert problem.value(problem.argmin) == pytest.approx(problem.optimum, abs=1e-9)
+    assert set(problem.argmin) == set(problem.space())
+
+
+def test_branin_has_three_minimizers() -> None:
+    optimum = bench_problems.PROBLEMS["branin"].optimum
+    for x in [(-math.pi, 12.275), (math.pi, 2.275), (3 * math.pi, 2.475)]:
+        assert bench_problems.branin(np.array(x)) == pytest.approx(optimum, abs=1e-9)
+
+
+def test_mixed_train_optimum_is_not_beaten_by_dense_random_search() -> None:
+    problem = bench_problems.PROBLEMS["mixed-train"]
+    space = problem.space()
+    rng = np.random.default_rng(0)
+    best = min(
+        problem.value({k: d.sample(random_state=rng) for k, d in space.items()})
+        for _ in range(5000)
+    )
+    assert problem.optimum < best < problem.optimum + 0.05
+
+
+def test_noise_is_added_only_where_declared() -> None:
+    rng = np.random.default_rng(0)
+    clean, noisy = bench_problems.PROBLEMS["hartmann6"], bench_problems.PROBLEMS["hartmann6-noisy"]
+    at = clean.argmin
+    assert at is not None
+    assert clean.observe(at, rng) == clean.value(at)
+    draws = np.array([noisy.observe(at, rng) for _ in range(2000)]) - noisy.value(at)
+    assert abs(draws.mean()) < 0.01
+    assert draws.std() == pytest.approx(0.1, rel=0.1)
+
+
+def test_benchmark_smoke(tmp_path: Path) -> None:
+    options = bench_searchers.BenchOptions(
+        searchers=("random", "optuna-tpe"),
+        problems=("branin",),
+        seeds=2,
+        budget=12,
+        pending=(1, 2),
+        out=tmp_path,
+    )
+    report = bench_searchers.run_benchmark(options)
+
+    assert len(report.traces) == 2 * 2 * 2
+    assert {t["status"] for t in report.traces} == {"ok"}
+    for t in report.traces:
+        assert len(t["incumbent_value"]) == 12
+        assert len(t["suggest_s"]) >= 12
+        assert all(s >= 0 for s in t["suggest_s"])
+    for (searcher, _, _, budget), cell in report.cells.items():
+        assert budget in (6, 12)
+        assert cell.normalized is not None
+        assert math.isfinite(cell.normalized)
+        if searcher == "random":
+            assert cell.normalized == 1.0
+    for mean, counted in report.means.values():
+        assert mean is not None
+        assert math.isfinite(mean)
+        assert counted == 1
+    table = (tmp_path / "table.md").read_text()
+    assert table == report.table
+    assert "| random | 1.00 |" in table
+    assert "| optuna-tpe | " in table
+    assert (tmp_path / "results.csv").read_text().count("\n") == 1 + 8 * 2
+    assert (tmp_path / "plots" / "branin.png").stat().st_size > 0
+    assert (tmp_path / "traces" / "optuna-tpe" / "branin" / "k2-seed1.json").exists()
+
+    rerun = bench_searchers.run_benchmark(options)
+    assert all(t["cached"] for t in rerun.traces)
+    assert rerun.table == report.table

@@ -1,0 +1,112 @@
+"""Property-based: malformed experiment files and spaces give a clear error before any trial
+starts, never a traceback from deep inside Ray."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from ray import tune
+
+from hpt_ray.experiment import FIELDS, ExperimentError, parse_experiment
+from hpt_ray.spaces import to_tune_space, validate_space
+
+pytestmark = pytest.mark.fault
+
+GOOD = {
+    "model": "sklearn.linear_model.Ridge",
+    "data": "diabetes",
+    "space": {"alpha": {"loguniform": [1e-3, 10.0]}},
+    "num_samples": 2,
+}
+
+junk = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-5, 5),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=8),
+    st.lists(st.integers(-3, 3), max_size=3),
+    st.dictionaries(st.text(max_size=4), st.integers(), max_size=2),
+)
+domain_names = st.sampled_from(
+    [
+        "uniform",
+        "loguniform",
+        "quniform",
+        "randint",
+        "qrandint",
+        "lograndint",
+        "choice",
+        "grid_search",
+        "unifrom",
+        "normal",
+    ]
+)
+domain_entry = st.one_of(
+    junk,
+    st.builds(lambda name, args: {name: args}, domain_names, st.lists(junk, max_size=4)),
+    st.builds(
+        lambda name, a, b: {name: [a, b]},
+        domain_names,
+        st.floats(-10, 10, allow_nan=False),
+        st.floats(-10, 10, allow_nan=False),
+    ),
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(field=st.sampled_from([*FIELDS, "bogus_field"]), value=junk)
+def test_any_bad_field_value_is_an_experiment_error_or_accepted(field, value):
+    document = {**GOOD, field: value}
+    try:
+        experiment = parse_experiment(document)
+    except ExperimentError as exc:
+        message = str(exc)
+        assert message.startswith("<experiment>: ")  # it names where, then what
+        return
+    # Accepted: then the space must also pass validation or fail with a plain ValueError/TypeError.
+    _validate_or_clear_error(experiment.space)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    entries=st.dictionaries(
+        st.sampled_from(["alpha", "tol", "max_iter"]), domain_entry, min_size=1, max_size=3
+    )
+)
+def test_random_spaces_fail_clearly_or_validate(entries):
+    document = {**GOOD, "space": entries}
+    try:
+        experiment = parse_experiment(document)
+    except ExperimentError:
+        return
+    _validate_or_clear_error(experiment.space)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    low=st.floats(-1e3, 1e3, allow_nan=False),
+    high=st.floats(-1e3, 1e3, allow_nan=False),
+    kind=st.sampled_from(["uniform", "loguniform", "randint"]),
+)
+def test_python_api_bounds_fail_before_ray(low, high, kind):
+    try:
+        domain = {
+            "uniform": lambda: tune.uniform(low, high),
+            "loguniform": lambda: tune.loguniform(low, high),
+            "randint": lambda: tune.randint(int(low), int(high)),
+        }[kind]()
+    except ValueError:
+        return  # Ray's own constructor refused it, before anything started
+    _validate_or_clear_error({"alpha": domain})
+
+
+def _validate_or_clear_error(space):
+    from sklearn.linear_model import Ridge
+
+    try:
+        validate_space(to_tune_space(space), searcher="random", estimator=Ridge())
+    except (ValueError, TypeError) as exc:
+        message = str(exc)
+        assert message

@@ -1,0 +1,123 @@
+"""SIGKILL the driver mid-experiment, then `hpt-ray resume`: nothing that completed is lost.
+
+The driver is a real `hpt-ray run` subprocess in its own process group; the kill takes its local
+Ray with it. `hpt-ray resume DIR` then continues from what was on disk.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+import searchers
+
+pytestmark = [pytest.mark.slow, pytest.mark.fault]
+
+ROOT = Path(__file__).resolve().parents[1]
+HPT_RAY = str(Path(sys.executable).parent / "hpt-ray")
+NUM_SAMPLES = 16
+SEARCHERS = [n for n in ("gp-ei", "pso", "genetic", "optuna-tpe") if n in searchers.available()]
+
+
+def _experiment(tmp_path: Path, searcher: str) -> Path:
+    document = {
+        "model": "trainables.torch_trainable:mlp",
+        "data": "digits",
+        "searcher": searcher,
+        "scheduler": "asha",
+        "scheduler_options": {"grace_period": 2},
+        "num_samples": NUM_SAMPLES,
+        "max_concurrent": 2,
+        "epochs": 15,
+        "seed": 0,
+        "space": {
+            "lr": {"loguniform": [1e-3, 1e-1]},
+            "hidden_size": [64, 128, 256],
+            "n_layers": 2,
+        },
+    }
+    path = tmp_path / "experiment.yaml"
+    path.write_text(yaml.safe_dump(document))
+    return path
+
+
+def _finished_rows(directory: Path) -> pd.DataFrame:
+    try:
+        table = pd.read_parquet(directory / "results.parquet")
+    except (OSError, ValueError):
+        return pd.DataFrame()
+    return table[table["status"].isin(["completed", "stopped"])]
+
+
+@pytest.mark.parametrize("name", SEARCHERS)
+def test_sigkill_then_resume_keeps_every_completed_trial(tmp_path, name):
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    storage = tmp_path / "results"
+    directory = storage / "exp"
+    driver = subprocess.Popen(
+        [
+            HPT_RAY,
+            "run",
+            str(_experiment(tmp_path, name)),
+            "--storage-path",
+            str(storage),
+            "--name",
+            "exp",
+            "--quiet",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 180
+    try:
+        while len(_finished_rows(directory)) < 3:
+            assert driver.poll() is None, "the run ended before it could be killed"
+            assert time.monotonic() < deadline, "no trial finished in time"
+            time.sleep(0.2)
+    finally:
+        os.killpg(driver.pid, signal.SIGKILL)
+        driver.wait()
+    before = _finished_rows(directory).set_index("trial_id")["final_metric"]
+    assert 3 <= len(before) < NUM_SAMPLES
+
+    resumed = subprocess.run(
+        [HPT_RAY, "resume", str(directory), "--quiet"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-3000:]
+
+    after = pd.read_parquet(directory / "results.parquet")
+    # Ray resumes from its last state snapshot (at most ~1 s old): a trial that started and
+    # finished after it is unknown to Ray, which spends that budget slot on a new trial. Our table
+    # keeps both, so it can hold a few rows more than num_samples; Ray's budget is exact (the
+    # searcher check below). Known gap, noted in BENCHMARKS.md/the issue note.
+    assert NUM_SAMPLES <= len(after) <= NUM_SAMPLES + len(before)
+    assert after["trial_id"].is_unique
+    assert after["status"].isin(["completed", "stopped", "interrupted"]).all(), after["status"]
+    # "interrupted": in flight at the kill, after Ray's last snapshot (at most the 2 running).
+    assert (after["status"] == "interrupted").sum() <= 2
+    kept = after.set_index("trial_id")["final_metric"]
+    for trial_id, value in before.items():
+        assert kept[trial_id] == value, trial_id  # the completed result, untouched
+    # Ray ran exactly num_samples trials, and the searcher saw each complete once (Ray names the
+    # state file after the session's start time: the resumed session's is the last by name).
+    state_files = sorted(directory.glob("searcher-state-*.pkl"))
+    state = json.loads(state_files[-1].read_text())
+    assert state["n_completed"] == NUM_SAMPLES

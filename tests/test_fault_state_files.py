@@ -1,0 +1,168 @@
+"""Faults around state files: a searcher restored in a fresh process; a writer killed mid-write.
+
+Each fault runs in a subprocess, as a real crash would: the process dies where the test says, and
+a second process reads what the first left on disk.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from hpt_ray.results import read_results, write_results
+
+pytestmark = pytest.mark.fault
+
+ROOT = Path(__file__).resolve().parents[1]
+SEARCHERS = ["random", "pso", "genetic", "optuna-tpe"]
+
+SPACE = """
+from ray import tune
+SPACE = {"x": tune.uniform(-2.0, 2.0), "n": tune.randint(1, 8), "c": tune.choice(["a", "b", "c"])}
+def loss(config):
+    cost = {"a": 0.0, "b": 0.3, "c": 0.6}[config["c"]]
+    return (config["x"] - 0.5) ** 2 + 0.1 * config["n"] + cost
+"""
+
+
+def python(code: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize("name", SEARCHERS)
+def test_restored_in_a_fresh_process_continues_exactly(tmp_path, name):
+    state = tmp_path / "searcher.json"
+    # Process 1: 6 trials complete, trial t6 is suggested but still pending; save; die.
+    first = python(f"""
+        import json, os
+        import searchers
+        {textwrap.indent(SPACE, "        ").strip()}
+        s = searchers.make_searcher({name!r}, seed=7)
+        s.set_search_properties("loss", "min", SPACE)
+        seen = []
+        for i in range(6):
+            cfg = s.suggest(f"t{{i}}")
+            seen.append(cfg)
+            s.on_trial_complete(f"t{{i}}", {{"loss": loss(cfg)}})
+        pending = s.suggest("t6")
+        s.save({str(state)!r})
+        print(json.dumps({{"pending": pending}}))
+        os._exit(0)
+    """)
+    assert first.returncode == 0, first.stderr[-2000:]
+    pending = json.loads(first.stdout.strip().splitlines()[-1])["pending"]
+
+    # The uninterrupted reference, in one process: same seed, same calls, then two more steps.
+    resume_steps = """
+        s.on_trial_complete("t6", {"loss": loss(pending)})
+        nxt = [s.suggest("t7"), s.suggest("t8")]
+        print(json.dumps({"pending": pending, "next": nxt}))
+    """
+    reference = python(f"""
+        import json
+        import searchers
+        {textwrap.indent(SPACE, "        ").strip()}
+        s = searchers.make_searcher({name!r}, seed=7)
+        s.set_search_properties("loss", "min", SPACE)
+        for i in range(6):
+            cfg = s.suggest(f"t{{i}}")
+            s.on_trial_complete(f"t{{i}}", {{"loss": loss(cfg)}})
+        pending = s.suggest("t6")
+        {resume_steps.strip()}
+    """)
+    # Process 2: a fresh searcher restores the file, completes the pending trial, suggests on.
+    restored = python(f"""
+        import json
+        import searchers
+        {textwrap.indent(SPACE, "        ").strip()}
+        s = searchers.make_searcher({name!r}, seed=7)
+        s.set_search_properties("loss", "min", SPACE)
+        s.restore({str(state)!r})
+        pending = {pending!r}
+        {resume_steps.strip()}
+    """)
+    assert reference.returncode == 0, reference.stderr[-2000:]
+    assert restored.returncode == 0, restored.stderr[-2000:]
+    ref = json.loads(reference.stdout.strip().splitlines()[-1])
+    got = json.loads(restored.stdout.strip().splitlines()[-1])
+    assert ref["pending"] == pending
+    assert got["next"] == ref["next"]
+
+
+def test_results_writer_killed_mid_write_keeps_previous_file(tmp_path):
+    write_results(pd.DataFrame({"trial_id": ["a", "b"], "final_metric": [1.0, 2.0]}), tmp_path)
+    # The process dies (SIGKILL-like os._exit) half-way through writing the new table.
+    crashed = python(f"""
+        import os
+        import pandas as pd
+        import pyarrow.parquet as pq
+        from hpt_ray import results
+        def dying_write(table, where, **kwargs):
+            with open(where, "wb") as handle:
+                handle.write(b"PAR1 half a file")
+                handle.flush()
+            os._exit(9)
+        results.pq.write_table = dying_write
+        frame = pd.DataFrame({{"trial_id": ["a", "b", "c"], "final_metric": [1.0, 2.0, 3.0]}})
+        results.write_results(frame, {str(tmp_path)!r})
+    """)
+    assert crashed.returncode == 9, crashed.stderr[-2000:]
+    table = read_results(tmp_path)
+    assert list(table["trial_id"]) == ["a", "b"]
+
+
+@pytest.mark.parametrize("name", ["random", "pso", "genetic"])
+def test_searcher_state_killed_mid_write_keeps_previous_file(tmp_path, name):
+    state = tmp_path / "searcher.json"
+    crashed = python(f"""
+        import json, os
+        import searchers
+        from searchers import base
+        {textwrap.indent(SPACE, "        ").strip()}
+        s = searchers.make_searcher({name!r}, seed=1)
+        s.set_search_properties("loss", "min", SPACE)
+        for i in range(3):
+            cfg = s.suggest(f"t{{i}}")
+            s.on_trial_complete(f"t{{i}}", {{"loss": loss(cfg)}})
+        s.save({str(state)!r})
+        for i in range(3, 6):
+            cfg = s.suggest(f"t{{i}}")
+            s.on_trial_complete(f"t{{i}}", {{"loss": loss(cfg)}})
+        real_dump = json.dump
+        def dying_dump(data, handle, **kwargs):
+            handle.write(json.dumps(data)[:40])
+            handle.flush()
+            os._exit(9)
+        base.json.dump = dying_dump
+        s.save({str(state)!r})
+    """)
+    assert crashed.returncode == 9, crashed.stderr[-2000:]
+    # The kill hit mid-write: a partial temp file is left, the state file itself is whole.
+    assert [p for p in tmp_path.iterdir() if p.name.startswith(".tmp-")]
+    saved = json.loads(state.read_text())
+    assert saved["version"] >= 1
+    from ray import tune
+
+    import searchers
+
+    fresh = searchers.make_searcher(name, seed=1)
+    fresh.set_search_properties(
+        "loss",
+        "min",
+        {"x": tune.uniform(-2.0, 2.0), "n": tune.randint(1, 8), "c": tune.choice(["a", "b", "c"])},
+    )
+    fresh.restore(str(state))
+    assert fresh.suggest("after") is not None

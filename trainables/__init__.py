@@ -1,0 +1,33 @@
+"""What runs inside a trial: datasets, PyTorch and scikit-learn function trainables, resources.
+
+Public API (imported lazily, so ``import trainables`` does not pull in torch or Ray):
+
+- `load_data`, `Dataset`, `dataset_names` (trainables.data)
+- `make_torch_trainable`, `mlp` (trainables.torch_trainable)
+- `make_sklearn_trainable`, `n_stages` (trainables.sklearn_trainable)
+- `resources_from_spec` (trainables.resources)
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "Dataset": "trainables.data",
+    "dataset_names": "trainables.data",
+    "load_data": "trainables.data",
+    "make_torch_trainable": "trainables.torch_trainable",
+    "mlp": "trainables.torch_trainable",
+    "make_sklearn_trainable": "trainables.sklearn_trainable",
+    "n_stages": "trainables.sklearn_trainable",
+    "resources_from_spec": "trainables.resources",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'trainables' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)

@@ -1,0 +1,479 @@
+"""Ray Tune function trainables for scikit-learn estimators, scored exactly as GridSearchCV does.
+
+One trial evaluates one configuration: for every split, ``clone(estimator).set_params(**config)``
+is fitted on ``X[train], y[train]`` and scored with the scorer(s) on ``X[test], y[test]``, the same
+steps `sklearn.model_selection.GridSearchCV` takes for a candidate, so the reported split scores,
+means and standard deviations equal its ``cv_results_`` bit for bit (for non-staged fits).
+
+Reported keys (``<name>`` is "score" for a single scorer, otherwise each scorer's name), with
+``n_splits`` splits and ``i`` in ``0..n_splits-1``:
+
+- ``split{i}_test_<name>``, ``mean_test_<name>``, ``std_test_<name>``
+  (and ``split{i}_train_<name>``, ``mean_train_<name>``, ``std_train_<name>`` with
+  ``return_train_score=True``);
+- ``mean_fit_time``, ``std_fit_time``, ``mean_score_time``, ``std_score_time`` (seconds; the fit
+  time of a stage is cumulative over the stages so far);
+- ``stage``: 1-based index of the report (also Ray's ``training_iteration``).
+
+Splits: ``cv=None`` uses the Dataset's hold-out split (one split: train on ``X_train``, score on
+``X_val``); an int, a splitter or an explicit list of ``(train_idx, test_idx)`` splits ``Dataset.X,
+Dataset.y`` (``check_cv(cv, y, classifier=is_classifier(estimator))`` as GridSearchCV does; pass a
+materialized list so every trial sees identical folds even with a shuffling splitter).
+
+Staging, so that ASHA/Hyperband can stop poor trials early (``S = n_stages(estimator, max_stages)``
+reports per trial; all splits advance in lockstep and each report holds the mean over splits):
+
+1. ``warm_start`` + ``n_estimators`` (GradientBoosting*, RandomForest*, ExtraTrees*, Bagging*):
+   ``S = min(n_estimators, max_stages)``; stage ``k`` refits with ``warm_start=True`` and
+   ``n_estimators = ceil(n_estimators * k / S)``, so the last stage holds exactly the configured
+   number of estimators (growing a forest or boosting this way gives the same model as one fit).
+2. HistGradientBoosting* (``warm_start`` + ``max_iter``): the same with ``max_iter``.
+3. ``partial_fit`` + ``max_iter`` (SGDClassifier/Regressor, Perceptron, PassiveAggressive*,
+   MLPClassifier/Regressor): ``S = min(max_iter, max_stages)``; stage ``k`` is one more
+   ``partial_fit`` pass (one epoch) over the training split, with ``classes`` for classifiers. The
+   configured ``max_iter`` thus caps the number of epochs, and ``max_stages`` caps it again: a
+   trial of an ``SGDClassifier(max_iter=1000)`` with ``max_stages=10`` trains 10 epochs. These
+   scores differ from GridSearchCV's, which calls ``fit`` (its own epoch loop and stopping rule).
+4. Anything else, or whenever ``S`` is 1 (e.g. ``max_stages=1``): one plain ``fit``, one report.
+
+An estimator without a ``max_iter`` parameter is not staged through ``partial_fit`` (repeated
+passes of e.g. naive Bayes count the data twice). A configuration that searches ``n_estimators`` or
+``max_iter`` makes ``S`` vary per trial; ``max_stages`` is the upper bound for every trial.
+
+Failures: a split whose fit raises scores ``error_score`` for every scorer from then on (with a
+`FitFailedWarning` carrying the traceback); ``error_score="raise"`` re-raises. A failing scorer
+follows sklearn's ``_score`` rules. When every split has failed, the trial reports once and ends.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import numbers
+import time
+import warnings
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from traceback import format_exc
+from typing import Any
+
+import numpy as np
+from ray import tune
+from sklearn.base import BaseEstimator, clone, is_classifier
+from sklearn.exceptions import FitFailedWarning
+from sklearn.metrics import check_scoring
+from sklearn.metrics._scorer import _check_multimetric_scoring, _MultimetricScorer
+from sklearn.model_selection import check_cv
+from sklearn.utils.metaestimators import _safe_split
+
+from trainables.data import Dataset
+
+Splits = list[tuple[np.ndarray, np.ndarray]]
+
+
+@dataclass(frozen=True)
+class SklearnTrialOptions:
+    """How a scikit-learn trial splits, scores and stages (see `make_sklearn_trainable`).
+
+    Attributes:
+        cv: None (hold-out split), an int (number of folds), a splitter, or a list of
+            ``(train_idx, test_idx)`` index arrays into ``Dataset.X``.
+        scoring: the validated scorer: a callable (single or dict-returning) or a
+            `_MultimetricScorer` (as GridSearchCV builds it).
+        multimetric: True when `scoring` was given as a list, tuple or dict.
+        error_score: the score of a failed split, or "raise".
+        return_train_score: also score the training split.
+        max_stages: upper bound on the number of reports of a staged estimator.
+    """
+
+    cv: Any = None
+    scoring: Callable[..., Any] | None = None
+    multimetric: bool = False
+    error_score: float | str = np.nan
+    return_train_score: bool = False
+    max_stages: int = 10
+
+
+def make_sklearn_trainable(
+    estimator: BaseEstimator,
+    *,
+    cv: Any = None,
+    scoring: Any = None,
+    error_score: float | str = np.nan,
+    return_train_score: bool = False,
+    max_stages: int = 10,
+) -> Callable[[dict[str, Any], Dataset], None]:
+    """Build a Ray Tune function trainable ``fn(config, data)`` that cross-validates `estimator`.
+
+    Args:
+        estimator: an unfitted scikit-learn estimator; each trial fits
+            ``clone(estimator).set_params(**config)``, so config keys are estimator parameters
+            (``"clf__C"`` for a pipeline step).
+        cv: None (the Dataset's hold-out split), an int >= 2, a splitter with ``split`` and
+            ``get_n_splits``, or an iterable of ``(train_idx, test_idx)`` (materialized here).
+        scoring: None (``estimator.score``), a scorer name, a callable scorer
+            ``scorer(estimator, X, y)``, a list/tuple of names, or a dict name -> scorer;
+            the same meanings as in GridSearchCV.
+        error_score: the score given to a split whose fit fails, or "raise" to re-raise.
+        return_train_score: also report training-split scores.
+        max_stages: the most reports a staged estimator makes (see the module docstring).
+
+    Returns:
+        ``fn(config, data)``: pass it to ``tune.with_parameters(fn, data=dataset)``.
+
+    Raises:
+        TypeError / ValueError: an estimator without ``fit``, a bad `cv`, `scoring`,
+            `error_score` or `max_stages`; the message names the argument and the fix.
+    """
+    if not hasattr(estimator, "fit") or not hasattr(estimator, "get_params"):
+        raise TypeError(
+            f"estimator must be a scikit-learn estimator (with fit and get_params); "
+            f"got {type(estimator).__name__}."
+        )
+    if not (isinstance(error_score, numbers.Number) or error_score == "raise"):
+        raise ValueError(f"error_score must be a number or 'raise'; got {error_score!r}.")
+    if isinstance(max_stages, bool) or not isinstance(max_stages, numbers.Integral):
+        raise TypeError(f"max_stages must be an int >= 1; got {max_stages!r}.")
+    if max_stages < 1:
+        raise ValueError(f"max_stages must be an int >= 1; got {max_stages}.")
+    scorer, multimetric = _build_scorer(estimator, scoring, error_score)
+    options = SklearnTrialOptions(
+        cv=_check_cv_arg(cv),
+        scoring=scorer,
+        multimetric=multimetric,
+        error_score=error_score,
+        return_train_score=bool(return_train_score),
+        max_stages=int(max_stages),
+    )
+    base = clone(estimator)
+
+    def sklearn_trainable(config: dict[str, Any], data: Dataset) -> None:
+        run_sklearn_trial(base, dict(config), data, options=options, report=tune.report)
+
+    sklearn_trainable.__name__ = f"sklearn_{type(estimator).__name__}"
+    sklearn_trainable.__qualname__ = sklearn_trainable.__name__
+    return sklearn_trainable
+
+
+def n_stages(estimator: BaseEstimator, max_stages: int) -> int:
+    """How many reports a trial of this (configured) estimator makes; use it as ASHA's ``max_t``.
+
+    For a search space over ``n_estimators``/``max_iter`` the count varies per trial and
+    `max_stages` bounds all of them.
+    """
+    return len(_plan_stages(estimator, max_stages).targets)
+
+
+def run_sklearn_trial(
+    estimator: BaseEstimator,
+    config: dict[str, Any],
+    data: Dataset,
+    *,
+    options: SklearnTrialOptions,
+    report: Callable[[dict[str, Any]], None],
+) -> None:
+    """Fit and score one configuration on every split, calling ``report(metrics)`` per stage.
+
+    The body of the trainable; `report` is ``ray.tune.report`` inside a trial.
+    """
+    if not isinstance(data, Dataset):
+        raise TypeError(
+            f"data must be a trainables.data.Dataset (build it with load_data); "
+            f"got {type(data).__name__}."
+        )
+    folds = [
+        _Fold(X_train, y_train, X_test, y_test)
+        for X_train, y_train, X_test, y_test in _iter_splits(estimator, data, options.cv)
+    ]
+    # GridSearchCV clones per split, then sets cloned parameters (parameters may be estimators).
+    for fold in folds:
+        fold.estimator = clone(estimator).set_params(**clone(config, safe=False))
+    plan = _plan_stages(folds[0].estimator, options.max_stages)
+    classes = np.unique(data.y) if is_classifier(estimator) else None
+    names: list[str] | None = _scorer_names(options)
+    for stage, target in enumerate(plan.targets, start=1):
+        for fold in folds:
+            _advance(fold, plan, target, classes, options)
+        names = names or _names_from_folds(folds)
+        report(_aggregate(folds, names, options.return_train_score, stage))
+        if all(fold.failed for fold in folds):
+            return
+
+
+# ----------------------------------------------------------------------------------- helpers
+
+
+@dataclass
+class _Fold:
+    """One split's data and its estimator's progress across stages."""
+
+    X_train: Any
+    y_train: Any
+    X_test: Any
+    y_test: Any
+    estimator: Any = None
+    failed: bool = False
+    fit_time: float = 0.0  # cumulative over stages, as a single fit would measure it
+    score_time: float = 0.0
+    test_scores: dict[str, float] | float = field(default_factory=dict)
+    train_scores: dict[str, float] | float = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _StagePlan:
+    """``kind`` is "fit" (one plain fit), "warm_start" (grow `param`) or "partial_fit"."""
+
+    kind: str
+    param: str | None
+    targets: list[int]
+
+
+def _plan_stages(estimator: BaseEstimator, max_stages: int) -> _StagePlan:
+    params = estimator.get_params(deep=False)
+    param: str | None = None
+    kind = "fit"
+    if "warm_start" in params and _is_count(params.get("n_estimators")):
+        kind, param = "warm_start", "n_estimators"
+    elif "warm_start" in params and _is_hist_gradient_boosting(estimator):
+        kind, param = "warm_start", "max_iter"
+    elif hasattr(estimator, "partial_fit") and _is_count(params.get("max_iter")):
+        kind = "partial_fit"
+    if kind == "fit":
+        return _StagePlan("fit", None, [1])
+    total = int(params["max_iter" if param is None else param])
+    n = min(total, max_stages)
+    if n <= 1:
+        return _StagePlan("fit", None, [1])
+    if kind == "partial_fit":
+        return _StagePlan(kind, None, list(range(1, n + 1)))
+    return _StagePlan(kind, param, [math.ceil(total * k / n) for k in range(1, n + 1)])
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and int(value) >= 1
+
+
+def _is_hist_gradient_boosting(estimator: BaseEstimator) -> bool:
+    # max_iter of other warm_start estimators (LogisticRegression, MLP) counts solver iterations
+    # per fit call, not cumulative model size, so only HGB's is a stage count.
+    return any(cls.__name__ == "BaseHistGradientBoosting" for cls in type(estimator).__mro__)
+
+
+def _advance(
+    fold: _Fold,
+    plan: _StagePlan,
+    target: int,
+    classes: np.ndarray | None,
+    options: SklearnTrialOptions,
+) -> None:
+    """Fit `fold` up to `target` and score it; a failed fold keeps its error scores."""
+    if fold.failed:
+        return
+    est = fold.estimator
+    start = time.time()
+    try:
+        if plan.kind == "fit":
+            est.fit(fold.X_train, fold.y_train)
+        elif plan.kind == "warm_start" and plan.param is not None:
+            est.set_params(warm_start=True, **{plan.param: target})
+            est.fit(fold.X_train, fold.y_train)
+        elif target == 1 and classes is not None:
+            est.partial_fit(fold.X_train, fold.y_train, classes=classes)
+        else:
+            est.partial_fit(fold.X_train, fold.y_train)
+    except Exception:
+        # Mirrors sklearn's _fit_and_score: any fit error becomes error_score unless "raise".
+        fold.fit_time += time.time() - start
+        if options.error_score == "raise":
+            raise
+        fold.failed = True
+        fold.score_time = 0.0
+        fold.test_scores = _error_scores(options)
+        fold.train_scores = _error_scores(options)
+        warnings.warn(
+            f"Fitting failed; the scores of this split are set to {options.error_score}. "
+            f"Details:\n{format_exc()}",
+            FitFailedWarning,
+            stacklevel=2,
+        )
+        return
+    fit_end = time.time()
+    fold.fit_time += fit_end - start
+    fold.test_scores = _score(est, fold.X_test, fold.y_test, options)
+    fold.score_time = time.time() - fit_end
+    if options.return_train_score:
+        fold.train_scores = _score(est, fold.X_train, fold.y_train, options)
+
+
+def _score(est: Any, X: Any, y: Any, options: SklearnTrialOptions) -> dict[str, float] | float:
+    """Score like sklearn's ``_score``: a float, or a dict for multi-metric scoring."""
+    scorer: Any = options.scoring
+    error_score = options.error_score
+    try:
+        scores = scorer(est, X, y)
+    except Exception:
+        # A _MultimetricScorer only raises when error_score == "raise" (it returns messages else).
+        if isinstance(scorer, _MultimetricScorer) or error_score == "raise":
+            raise
+        warnings.warn(
+            f"Scoring failed; the score of this split is set to {error_score}. "
+            f"Details:\n{format_exc()}",
+            UserWarning,
+            stacklevel=2,
+        )
+        return error_score  # type: ignore[return-value]
+    if isinstance(scores, dict):
+        out: dict[str, float] = {}
+        for name, value in scores.items():
+            if isinstance(value, str):  # the multimetric scorer's formatted exception
+                warnings.warn(
+                    f"Scoring {name!r} failed; it is set to {error_score}. Details:\n{value}",
+                    UserWarning,
+                    stacklevel=2,
+                )
+                value = error_score
+            out[name] = _as_number(value, name)
+        return out
+    return _as_number(scores, scorer)
+
+
+def _as_number(value: Any, scorer: Any) -> float:
+    if hasattr(value, "item"):
+        with contextlib.suppress(ValueError):  # .item() of a larger array: fails the check below
+            value = value.item()  # numpy scalars and 0-d arrays
+    if not isinstance(value, numbers.Number):
+        raise ValueError(
+            f"scoring must return a number, got {value!r} ({type(value).__name__}) instead "
+            f"(scorer={scorer})."
+        )
+    return value  # type: ignore[return-value]
+
+
+def _error_scores(options: SklearnTrialOptions) -> dict[str, float] | float:
+    if isinstance(options.scoring, _MultimetricScorer):
+        return {name: options.error_score for name in options.scoring._scorers}  # type: ignore[misc]
+    return options.error_score  # type: ignore[return-value]
+
+
+def _scorer_names(options: SklearnTrialOptions) -> list[str] | None:
+    """Names known before scoring; None for a callable that may return a dict."""
+    if isinstance(options.scoring, _MultimetricScorer):
+        return list(options.scoring._scorers)
+    return None
+
+
+def _names_from_folds(folds: list[_Fold]) -> list[str] | None:
+    for fold in folds:
+        if not fold.failed:
+            scores = fold.test_scores
+            return list(scores) if isinstance(scores, dict) else ["score"]
+    return None  # every split failed before a dict-returning callable could name its metrics
+
+
+def _aggregate(
+    folds: list[_Fold], names: list[str] | None, return_train_score: bool, stage: int
+) -> dict[str, Any]:
+    names = names or ["score"]
+    metrics: dict[str, Any] = {}
+    kinds = ("test", "train") if return_train_score else ("test",)
+    for name in names:
+        for kind in kinds:
+            values = [_pick(getattr(fold, f"{kind}_scores"), name) for fold in folds]
+            metrics.update(_summarize(f"{kind}_{name}", values, splits=True))
+    metrics.update(_summarize("fit_time", [fold.fit_time for fold in folds], splits=False))
+    metrics.update(_summarize("score_time", [fold.score_time for fold in folds], splits=False))
+    metrics["stage"] = stage
+    return metrics
+
+
+def _pick(scores: dict[str, float] | float, name: str) -> float:
+    # A failed split holds a scalar error_score even when the scorer returns dicts.
+    return scores[name] if isinstance(scores, dict) else scores
+
+
+def _summarize(key: str, values: list[float], *, splits: bool) -> dict[str, float]:
+    """``mean_<key>``, ``std_<key>`` (and ``split{i}_<key>``) as GridSearchCV computes them."""
+    array = np.asarray(values, dtype=np.float64)  # (n_splits,)
+    out: dict[str, float] = {}
+    if splits:
+        for i, value in enumerate(array):
+            out[f"split{i}_{key}"] = float(value)
+    # GridSearchCV's `_store`: np.average and the square root of the mean squared deviation,
+    # which is what keeps the reported numbers identical to its cv_results_.
+    mean = np.average(array)
+    out[f"mean_{key}"] = float(mean)
+    out[f"std_{key}"] = float(np.sqrt(np.average((array - mean) ** 2)))
+    return out
+
+
+def _build_scorer(estimator: BaseEstimator, scoring: Any, error_score: Any) -> tuple[Any, bool]:
+    """Validate `scoring` the way GridSearchCV's ``_get_scorers`` does."""
+    if callable(scoring):
+        return scoring, False
+    if scoring is None or isinstance(scoring, str):
+        return check_scoring(estimator, scoring), False
+    if isinstance(scoring, (list, tuple, set, Mapping)):
+        scorers = _check_multimetric_scoring(estimator, scoring)
+        return _MultimetricScorer(scorers=scorers, raise_exc=(error_score == "raise")), True
+    raise TypeError(
+        "scoring must be None, a scorer name, a callable, a list/tuple of names or a dict "
+        f"name -> scorer; got {type(scoring).__name__}."
+    )
+
+
+def _check_cv_arg(cv: Any) -> Any:
+    if cv is None:
+        return None
+    if isinstance(cv, bool):
+        raise TypeError("cv must be None, an int >= 2, a splitter or a list of (train, test).")
+    if isinstance(cv, numbers.Integral):
+        if cv < 2:
+            raise ValueError(f"cv must be at least 2 folds; got {cv}. Use cv=None for hold-out.")
+        return int(cv)
+    if hasattr(cv, "split") and hasattr(cv, "get_n_splits"):
+        return cv
+    if isinstance(cv, Iterable) and not isinstance(cv, (str, bytes, Mapping)):
+        splits: Splits = []
+        for i, pair in enumerate(cv):
+            if not (isinstance(pair, (tuple, list)) and len(pair) == 2):
+                raise ValueError(
+                    f"cv[{i}] must be a (train_indices, test_indices) pair; got {pair!r}."
+                )
+            splits.append((np.asarray(pair[0]), np.asarray(pair[1])))
+        if not splits:
+            raise ValueError("cv is an empty list of splits; give at least one (train, test).")
+        return splits
+    raise TypeError(
+        "cv must be None, an int >= 2, a splitter (with split and get_n_splits) or a list of "
+        f"(train_indices, test_indices); got {type(cv).__name__}."
+    )
+
+
+def _iter_splits(
+    estimator: BaseEstimator, data: Dataset, cv: Any
+) -> Iterable[tuple[Any, Any, Any, Any]]:
+    if cv is None:
+        yield data.X_train, data.y_train, data.X_val, data.y_val
+        return
+    if isinstance(cv, list):
+        splits: Iterable[tuple[np.ndarray, np.ndarray]] = cv
+    else:
+        splits = check_cv(cv, data.y, classifier=is_classifier(estimator)).split(data.X, data.y)
+    n = data.n_samples
+    for i, (train, test) in enumerate(splits):
+        for part, idx in (("train", train), ("test", test)):
+            if idx.size == 0:
+                raise ValueError(f"cv split {i} has an empty {part} set.")
+            if idx.dtype.kind == "b":
+                if idx.shape != (n,):
+                    raise ValueError(
+                        f"cv split {i}: a boolean {part} mask needs {n} entries; got {idx.shape}."
+                    )
+            elif idx.dtype.kind not in "iu" or idx.min() < 0 or idx.max() >= n:
+                raise ValueError(
+                    f"cv split {i}: {part} indices must be integers in [0, {n}) (the rows of "
+                    f"Dataset.X); got {idx[:5]!r}... of dtype {idx.dtype}."
+                )
+        X_train, y_train = _safe_split(estimator, data.X, data.y, train)
+        X_test, y_test = _safe_split(estimator, data.X, data.y, test, train)
+        yield X_train, y_train, X_test, y_test
