@@ -1,0 +1,280 @@
+"""Trial schedulers by name: the early-stopping half of a tuning run.
+
+Every trainable we ship reports once per epoch (PyTorch) or per stage (iterative scikit-learn), so
+fidelity is
+Ray's ``training_iteration``: ASHA's ``max_t`` is the number of reports a trial makes when it runs
+to the end.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import pickle
+import tempfile
+import time
+from typing import Any
+
+from ray import cloudpickle
+from ray.tune.schedulers import (
+    ASHAScheduler,
+    FIFOScheduler,
+    MedianStoppingRule,
+    TrialScheduler,
+)
+
+logger = logging.getLogger(__name__)
+
+SCHEDULERS = ("asha", "hyperband", "median", "fifo")
+
+# Fidelity is one report; see the module docstring.
+TIME_ATTR = "training_iteration"
+
+
+def make_scheduler(
+    name: str | TrialScheduler,
+    *,
+    max_t: int,
+    grace_period: int = 1,
+    reduction_factor: float = 3,
+    **options: Any,
+) -> TrialScheduler:
+    """Build a Ray scheduler by name.
+
+    Args:
+        name: "asha" (asynchronous successive halving), "hyperband" (asynchronous HyperBand:
+            ASHA over all of HyperBand's brackets), "median" (median stopping rule) or "fifo"
+            (no early stopping). A ready ``TrialScheduler`` instance is returned unchanged.
+        max_t: the most reports a trial makes (epochs or stages); ASHA and HyperBand never run a
+            trial past it.
+        grace_period: ASHA's first rung and the median rule's grace period, in reports.
+        reduction_factor: ASHA/HyperBand's eta: only the top 1/eta of trials go on at each rung.
+        options: passed to the Ray scheduler (e.g. ``brackets`` for ASHA, ``min_samples_required``
+            for median).
+    """
+    if isinstance(name, TrialScheduler):
+        return name if isinstance(name, SafeScheduler) else SafeScheduler(name)
+    if not isinstance(name, str) or name.lower() not in SCHEDULERS:
+        raise ValueError(
+            f"scheduler: unknown scheduler {name!r}; choose one of {', '.join(SCHEDULERS)}"
+        )
+    if not isinstance(max_t, int) or max_t < 1:
+        raise ValueError(
+            f"scheduler: max_t must be a positive integer (epochs or stages), got {max_t!r}"
+        )
+    if not isinstance(grace_period, int) or grace_period < 1:
+        raise ValueError(
+            f"scheduler_options.grace_period must be a positive integer, got {grace_period!r}"
+        )
+    if not reduction_factor > 1:
+        raise ValueError(
+            f"scheduler_options.reduction_factor must be greater than 1, got {reduction_factor!r}"
+        )
+    # ASHA refuses grace_period > max_t; a short run (few epochs) should still work, so clamp
+    # rather than fail.
+    grace_period = min(grace_period, max_t)
+    name = name.lower()
+    try:
+        if name == "asha":
+            inner: TrialScheduler = ASHAScheduler(
+                time_attr=TIME_ATTR,
+                max_t=max_t,
+                grace_period=grace_period,
+                reduction_factor=reduction_factor,
+                **options,
+            )
+        elif name == "hyperband":
+            # Asynchronous HyperBand: ASHA run over HyperBand's brackets (grace eta^s for each s).
+            # Ray's synchronous HyperBandScheduler pauses trials until a bracket fills; paused
+            # trials keep their concurrency slot, so with max_concurrent below the bracket size
+            # it waits forever. This one never pauses.
+            options.setdefault(
+                "brackets", _hyperband_brackets(max_t, grace_period, reduction_factor)
+            )
+            inner = ASHAScheduler(
+                time_attr=TIME_ATTR,
+                max_t=max_t,
+                grace_period=grace_period,
+                reduction_factor=reduction_factor,
+                **options,
+            )
+        elif name == "median":
+            inner = MedianStoppingRule(time_attr=TIME_ATTR, grace_period=grace_period, **options)
+        else:
+            inner = FIFOScheduler(**options)
+    except TypeError as exc:
+        raise TypeError(
+            f"scheduler_options: {exc} (options for {name!r}: {sorted(options)})"
+        ) from exc
+    return SafeScheduler(inner)
+
+
+def _hyperband_brackets(max_t: int, grace_period: int, eta: float) -> int:
+    """HyperBand's bracket count, s_max + 1: how many times eta fits between grace and max_t."""
+    brackets = 1
+    while grace_period * eta**brackets <= max_t:
+        brackets += 1
+    return brackets
+
+
+class SafeScheduler(TrialScheduler):
+    """Wraps a Ray scheduler so a hostile result never reaches it.
+
+    A result whose metric is missing, NaN, +-inf or not a number would otherwise make ASHA's rung
+    cutoffs NaN (ray#6659) and its decisions arbitrary. Such a result reaches the wrapped scheduler
+    with the metric replaced by the worst finite value seen so far (in the experiment's mode),
+    so the trial is judged as bad as the worst trial, never better; before any finite value is
+    known the result is not shown to it at all and the trial continues. Everything else is passed
+    through unchanged.
+
+    State: Ray's ``Tuner.restore`` brings the scheduler back as it was when the experiment
+    *started* (ray#30838: ASHA forgets its rungs). Once ``bind(directory)`` is called, the wrapped
+    scheduler is written to ``directory/scheduler-state.pkl`` (atomically, at most once a second
+    and at every trial end) and read back when a resumed experiment starts, so resumed trials are
+    judged against the rungs the first run had filled.
+    """
+
+    STATE_FILE = "scheduler-state.pkl"
+
+    def __init__(self, inner: TrialScheduler) -> None:
+        super().__init__()
+        self.inner = inner
+        self._mode: str | None = getattr(inner, "_mode", None)
+        self._metric = getattr(inner, "_metric", None)
+        self._worst: float | None = None
+        self._warned = False
+        self._state_dir: str | None = None
+        self._last_save = 0.0
+
+    def bind(self, directory: str | os.PathLike[str]) -> None:
+        """Persist the wrapped scheduler's state in ``directory`` (see the class docstring)."""
+        self._state_dir = os.fspath(directory)
+
+    @property
+    def metric(self) -> str | None:
+        return self.inner.metric
+
+    @property
+    def supports_buffered_results(self) -> bool:
+        return self.inner.supports_buffered_results
+
+    def set_search_properties(self, metric: str | None, mode: str | None, **spec: Any) -> bool:
+        if self._load_state() and getattr(self.inner, "_metric", None) in (None, metric):
+            # The restored scheduler already holds this experiment's metric and mode.
+            self._metric, self._mode = metric, mode
+            return True
+        accepted = self.inner.set_search_properties(metric, mode, **spec)
+        self._metric = getattr(self.inner, "_metric", None) or metric
+        self._mode = getattr(self.inner, "_mode", None) or mode
+        return accepted
+
+    def on_trial_add(self, tune_controller: Any, trial: Any) -> None:
+        self.inner.on_trial_add(tune_controller, trial)
+
+    def on_trial_error(self, tune_controller: Any, trial: Any) -> None:
+        self.inner.on_trial_error(tune_controller, trial)
+
+    def on_trial_result(self, tune_controller: Any, trial: Any, result: dict) -> str:
+        safe = self._sanitize(result)
+        if safe is None:
+            return TrialScheduler.CONTINUE
+        decision = self.inner.on_trial_result(tune_controller, trial, safe)
+        self._save_state(force=False)
+        return decision
+
+    def on_trial_complete(self, tune_controller: Any, trial: Any, result: dict) -> None:
+        safe = self._sanitize(result)
+        if safe is None:
+            # Nothing finite to judge it by: the wrapped scheduler forgets it as a removed trial.
+            self.inner.on_trial_remove(tune_controller, trial)
+        else:
+            self.inner.on_trial_complete(tune_controller, trial, safe)
+        self._save_state(force=True)
+
+    def on_trial_remove(self, tune_controller: Any, trial: Any) -> None:
+        self.inner.on_trial_remove(tune_controller, trial)
+
+    def choose_trial_to_run(self, tune_controller: Any) -> Any:
+        return self.inner.choose_trial_to_run(tune_controller)
+
+    def debug_string(self) -> str:
+        return self.inner.debug_string()
+
+    def save(self, checkpoint_path: str) -> None:
+        self.inner.save(checkpoint_path)
+
+    def restore(self, checkpoint_path: str) -> None:
+        self.inner.restore(checkpoint_path)
+
+    def _save_state(self, *, force: bool) -> None:
+        if self._state_dir is None:
+            return
+        now = time.monotonic()
+        if not force and now - self._last_save < 1.0:
+            return
+        self._last_save = now
+        payload = {"version": 1, "worst": self._worst, "inner": self.inner}
+        fd, tmp = tempfile.mkstemp(prefix=".scheduler-", suffix=".tmp", dir=self._state_dir)
+        try:
+            # cloudpickle: the median rule holds lambdas plain pickle refuses.
+            with os.fdopen(fd, "wb") as handle:
+                cloudpickle.dump(payload, handle)
+            os.replace(tmp, os.path.join(self._state_dir, self.STATE_FILE))
+        except (pickle.PicklingError, AttributeError, TypeError, OSError) as exc:
+            # Saving state is a convenience for resume; it must never end the experiment.
+            logger.warning("scheduler state not saved (%s); a resumed run starts it afresh", exc)
+            self._state_dir = None
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+
+    def _load_state(self) -> bool:
+        """Load the wrapped scheduler saved by an earlier run of this experiment, if any."""
+        if self._state_dir is None:
+            return False
+        path = os.path.join(self._state_dir, self.STATE_FILE)
+        if not os.path.exists(path):
+            return False
+        # Our own file, written by this class for this experiment (Ray pickles its schedulers the
+        # same way in tuner.pkl); the scheduler objects hold trial ids and rung values only.
+        with open(path, "rb") as handle:
+            payload = pickle.load(handle)
+        if payload.get("version") == 1 and type(payload["inner"]) is type(self.inner):
+            self.inner = payload["inner"]
+            self._worst = payload["worst"]
+            logger.info("scheduler state restored from %s", path)
+            return True
+        return False
+
+    def _sanitize(self, result: dict | None) -> dict | None:
+        metric = self._metric
+        if metric is None or result is None:
+            return result
+        value = _finite(result.get(metric))
+        if value is not None:
+            if self._worst is None or (
+                value < self._worst if self._mode == "max" else value > self._worst
+            ):
+                self._worst = value
+            return result
+        if not self._warned:
+            self._warned = True
+            logger.warning(
+                "a trial reported a missing or non-finite %r; the scheduler sees the worst finite "
+                "value so far instead (further cases are handled the same way silently)",
+                metric,
+            )
+        if self._worst is None:
+            return None
+        return {**result, metric: self._worst}
+
+
+def _finite(value: Any) -> float | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None

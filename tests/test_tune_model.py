@@ -1,0 +1,130 @@
+"""tune_model end to end on a local Ray: every searcher improves on its start; ASHA stops early."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from ray import tune
+from sklearn.linear_model import ElasticNet
+
+import searchers
+from hpt_ray import read_results, tune_model
+from trainables.torch_trainable import mlp
+
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("ray_local")]
+
+N_TRIALS = 12
+N_FIRST = 5
+
+
+@pytest.mark.parametrize("name", searchers.available())
+def test_every_searcher_beats_the_median_of_its_first_trials(tmp_path, name):
+    # ElasticNet on diabetes: 3-fold R^2 is continuous in (alpha, l1_ratio), so "better"
+    # never ties by chance.
+    if searchers.supports_grid(name):
+        space = {"alpha": [1e-3, 1e-2, 0.1, 1.0], "l1_ratio": [0.05, 0.5, 0.95]}
+    else:
+        space = {"alpha": tune.loguniform(1e-4, 10.0), "l1_ratio": tune.uniform(0.0, 1.0)}
+    result = tune_model(
+        ElasticNet(max_iter=5000),
+        space,
+        data="diabetes",
+        cv=3,
+        scoring="r2",
+        searcher=name,
+        scheduler="fifo",
+        num_samples=N_TRIALS,
+        max_concurrent=2,
+        seed=0,
+        storage_path=tmp_path,
+        name=name,
+        verbose=0,
+    )
+    trials = result.trials
+    expected = 12 if searchers.supports_grid(name) else N_TRIALS
+    assert len(trials) == expected
+    assert (trials["status"] == "completed").all(), trials[["status", "error"]]
+    first = trials["final_metric"].iloc[:N_FIRST]
+    assert result.best_score > float(np.median(first))
+    assert result.best_score == pytest.approx(trials["final_metric"].max())
+    best = trials.loc[trials["final_metric"].idxmax()]
+    assert result.best_config["alpha"] == pytest.approx(best["config/alpha"])
+
+
+def test_asha_stops_trials_early_and_the_best_runs_to_max_t(tmp_path):
+    epochs = 9
+    result = tune_model(
+        mlp,
+        {
+            "lr": tune.loguniform(1e-4, 3e-2),
+            "hidden_size": [16, 64],
+            "n_layers": 1,
+            "batch_size": 128,
+        },
+        data="digits",
+        searcher="random",
+        scheduler="asha",
+        scheduler_options={"grace_period": 1, "reduction_factor": 3},
+        num_samples=9,
+        max_concurrent=2,
+        epochs=epochs,
+        seed=0,
+        storage_path=tmp_path,
+        name="asha",
+        verbose=0,
+    )
+    trials = result.trials
+    assert len(trials) == 9
+    assert (trials["iterations"] < epochs).any(), "ASHA stopped no trial"
+    assert (trials.loc[trials["iterations"] < epochs, "status"] == "stopped").all()
+    best = trials.loc[trials["final_metric"].idxmax()]
+    assert best["iterations"] == epochs
+    assert best["status"] == "completed"
+    assert 0.5 < result.best_score <= 1.0
+    # The best checkpoint is the best trial's last epoch, on disk.
+    assert result.best_checkpoint is not None
+    assert str(best["trial_id"]) in str(result.best_checkpoint.path) or result.best_checkpoint.path
+
+    # results.parquet round-trips to the same table tune_model returned.
+    pd.testing.assert_frame_equal(read_results(result.path), result.trials)
+
+
+def test_hyperband_is_asynchronous_over_all_brackets():
+    # Synchronous HyperBand pauses trials until a bracket fills; with max_concurrent below the
+    # bracket size the paused trials hold every slot and the run never ends. Ours never pauses.
+    from hpt_ray.schedulers import make_scheduler
+
+    inner = make_scheduler("hyperband", max_t=27, reduction_factor=3).inner
+    assert type(inner).__name__ == "AsyncHyperBandScheduler"
+    assert len(inner._brackets) == 4  # s = 0..3: grace 1, 3, 9, 27
+    assert len(make_scheduler("hyperband", max_t=2, reduction_factor=3).inner._brackets) == 1
+
+
+@pytest.mark.parametrize("scheduler", ["hyperband", "median", "fifo"])
+def test_other_schedulers_run_to_completion(tmp_path, scheduler):
+    epochs = 4
+    result = tune_model(
+        mlp,
+        {"lr": tune.loguniform(1e-3, 3e-2), "hidden_size": 32, "n_layers": 1},
+        data="iris",
+        searcher="random",
+        scheduler=scheduler,
+        num_samples=4,
+        max_concurrent=2,
+        epochs=epochs,
+        seed=1,
+        storage_path=tmp_path,
+        name=scheduler,
+        verbose=0,
+    )
+    trials = result.trials
+    assert len(trials) == 4
+    assert trials["status"].isin(["completed", "stopped"]).all()
+    assert trials["iterations"].max() == epochs
+    if scheduler == "fifo":
+        assert (trials["iterations"] == epochs).all()
+    # The scheduler's state is kept for a resume (the median rule holds lambdas).
+    from pathlib import Path
+
+    assert (Path(result.path) / "scheduler-state.pkl").exists()
