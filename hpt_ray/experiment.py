@@ -172,9 +172,13 @@ def parse_domain(entry: Any, where: str, source: str) -> Any:
                 raise ExperimentError(
                     f"{source}: {where}: {kind} takes numbers [low, high(, q)], got {args!r}"
                 )
+            if kind.startswith("q") and len(args) == 3 and not args[2] > 0:
+                raise ExperimentError(
+                    f"{source}: {where}: {kind}'s step q must be > 0, got {args[2]!r}"
+                )
             try:
                 return DOMAINS[kind](*args)
-            except (TypeError, ValueError) as exc:
+            except (TypeError, ValueError, ArithmeticError) as exc:
                 raise ExperimentError(
                     f"{source}: {where}: bad arguments for {kind}: {exc}"
                 ) from exc

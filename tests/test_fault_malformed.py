@@ -4,7 +4,7 @@ starts, never a traceback from deep inside Ray."""
 from __future__ import annotations
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from ray import tune
 
@@ -52,6 +52,14 @@ domain_entry = st.one_of(
         st.floats(-10, 10, allow_nan=False),
         st.floats(-10, 10, allow_nan=False),
     ),
+    # [low, high, q] for the quantized kinds: q of 0 or below must be refused by name.
+    st.builds(
+        lambda name, a, b, q: {name: [a, b, q]},
+        st.sampled_from(["quniform", "qloguniform", "qrandint", "qlograndint"]),
+        st.integers(-5, 20),
+        st.integers(-5, 20),
+        st.one_of(st.integers(-2, 3), st.floats(-1, 1, allow_nan=False)),
+    ),
 )
 
 
@@ -70,6 +78,7 @@ def test_any_bad_field_value_is_an_experiment_error_or_accepted(field, value):
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@example(entries={"alpha": {"quniform": [0, 0, 0]}})  # once a ZeroDivisionError inside Ray
 @given(
     entries=st.dictionaries(
         st.sampled_from(["alpha", "tol", "max_iter"]), domain_entry, min_size=1, max_size=3
