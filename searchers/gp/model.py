@@ -280,12 +280,14 @@ class GaussianProcess:
         dvar[var_raw <= 1e-12] = 0.0
         return mean, var, dmean, dvar
 
-    def condition_on(self, Xp: np.ndarray) -> GaussianProcess:
-        """Kriging believer: the posterior after observing its own mean at ``Xp`` ((p, F)), with
-        the Cholesky factor extended by one block (O(n^2 p)) and the hyperparameters kept."""
+    def condition_on(self, Xp: np.ndarray, zp: np.ndarray | None = None) -> GaussianProcess:
+        """The posterior after observing ``zp`` ((p,); default: its own mean, the kriging
+        believer) at ``Xp`` ((p, F)), with the Cholesky factor extended by one block
+        (O(n^2 p)) and the hyperparameters kept."""
         if len(Xp) == 0:
             return self
-        zp, _ = self.predict(Xp)  # (p,)
+        if zp is None:
+            zp, _ = self.predict(Xp)  # (p,)
         Kxp = self.kernel(self.X, Xp)  # (n, p)
         B = scipy.linalg.solve_triangular(self.L, Kxp, lower=True)  # (n, p)
         C = cholesky_with_jitter(self.kernel(Xp, Xp) + self.noise * np.eye(len(Xp)) - B.T @ B)
