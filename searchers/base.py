@@ -36,8 +36,8 @@ import numbers
 import os
 import tempfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from dataclasses import dataclass, field, fields
+from typing import Any, ClassVar, cast
 
 import numpy as np
 from ray.tune.search import Searcher
@@ -478,3 +478,50 @@ def _config_at(space: SearchSpace, index: int) -> list[Encoded]:
         param = space.params[d]
         codes.append(param.encode(values[digit]))
     return codes[::-1]
+
+
+def options_from(cls: Any, searcher: str, options: dict[str, Any]) -> Any:
+    """``cls(**options)`` for an options dataclass, with a TypeError naming an unknown option."""
+    accepted = sorted(f.name for f in fields(cls))
+    for name in options:
+        if name not in accepted:
+            raise TypeError(
+                f"searcher {searcher!r} got an unknown option {name!r}; it accepts the base "
+                f"options duplicate_retries, random_retries and {accepted}"
+            )
+    return cls(**options)
+
+
+class CoreSearcher(BaseSearcher):
+    """A `BaseSearcher` whose core is ``core_class(space, rng=rng, options=options)``.
+
+    Subclasses name ``searcher_name``, ``core_class`` (a `SearchCore` with a ``from_state``
+    classmethod) and ``options_class`` (a frozen dataclass); ``**options`` are its fields.
+    """
+
+    core_class: ClassVar[Any]
+    options_class: ClassVar[Any]
+
+    def __init__(
+        self,
+        *,
+        space: Mapping[str, Any] | SearchSpace | None = None,
+        metric: str | None = None,
+        mode: str | None = None,
+        points_to_evaluate: Sequence[Mapping[str, Any]] | None = None,
+        seed: int | None = None,
+        duplicate_retries: int = BaseOptions.duplicate_retries,
+        random_retries: int = BaseOptions.random_retries,
+        **options: Any,
+    ) -> None:
+        self.options = options_from(self.options_class, self.searcher_name, options)
+        super().__init__(
+            space=space, metric=metric, mode=mode, points_to_evaluate=points_to_evaluate,
+            seed=seed, duplicate_retries=duplicate_retries, random_retries=random_retries,
+        )
+
+    def _make_core(self, space: SearchSpace, rng: np.random.Generator) -> SearchCore:
+        return cast(SearchCore, self.core_class(space, rng=rng, options=self.options))
+
+    def _core_from_state(self, space: SearchSpace, state: dict[str, Any]) -> SearchCore:
+        return cast(SearchCore, self.core_class.from_state(space, state))

@@ -27,14 +27,13 @@ from typing import Any
 
 import numpy as np
 
-from searchers.base import BaseSearcher
-from searchers.core import SearchCore, rng_from_state, rng_state
+from searchers.base import CoreSearcher
+from searchers.core import rng_from_state, rng_state
 from searchers.population import (
     InFlight,
     Lattice,
     QuasiRandom,
     is_near_any,
-    options_from,
     reflect,
 )
 from searchers.space import SearchSpace
@@ -294,7 +293,7 @@ class GeneticAlgorithm:
             self._pop_x[worst], self._pop_f[worst] = u, value
 
 
-class GeneticSearcher(BaseSearcher):
+class GeneticSearcher(CoreSearcher):
     """Ray Tune searcher for `GeneticAlgorithm` (``make_searcher("genetic", seed=...)``).
 
     ``options`` are the fields of `GAOptions`. Bad results follow the base policy (imputed with
@@ -303,27 +302,5 @@ class GeneticSearcher(BaseSearcher):
     """
 
     searcher_name = "genetic"
-
-    def __init__(
-        self,
-        *,
-        space: Any = None,
-        metric: str | None = None,
-        mode: str | None = None,
-        points_to_evaluate: list[dict[str, Any]] | None = None,
-        seed: int | None = None,
-        duplicate_retries: int = 16,
-        random_retries: int = 64,
-        **options: Any,
-    ) -> None:
-        self.options: GAOptions = options_from(GAOptions, self.searcher_name, options)
-        super().__init__(
-            space=space, metric=metric, mode=mode, points_to_evaluate=points_to_evaluate,
-            seed=seed, duplicate_retries=duplicate_retries, random_retries=random_retries,
-        )
-
-    def _make_core(self, space: SearchSpace, rng: np.random.Generator) -> SearchCore:
-        return GeneticAlgorithm(space, rng=rng, options=self.options)
-
-    def _core_from_state(self, space: SearchSpace, state: dict[str, Any]) -> SearchCore:
-        return GeneticAlgorithm.from_state(space, state)
+    core_class = GeneticAlgorithm
+    options_class = GAOptions

@@ -6,20 +6,13 @@ says which core the shared `searchers.base.BaseSearcher` drives.
 
 from __future__ import annotations
 
-from typing import Any
-
-import numpy as np
-
-from searchers.base import BaseSearcher
-from searchers.core import SearchCore
+from searchers.base import CoreSearcher
 from searchers.gp.core import GPEICore, GPEIOptions
-from searchers.population import options_from
-from searchers.space import SearchSpace
 
 __all__ = ["GPEIOptions", "GPEISearcher"]
 
 
-class GPEISearcher(BaseSearcher):
+class GPEISearcher(CoreSearcher):
     """Ray Tune searcher for `GPEICore` (``make_searcher("gp-ei", seed=..., **options)``).
 
     ``options`` are the fields of `GPEIOptions`. The first ``n_initial`` trials follow a scrambled
@@ -42,27 +35,5 @@ class GPEISearcher(BaseSearcher):
     """
 
     searcher_name = "gp-ei"
-
-    def __init__(
-        self,
-        *,
-        space: Any = None,
-        metric: str | None = None,
-        mode: str | None = None,
-        points_to_evaluate: list[dict[str, Any]] | None = None,
-        seed: int | None = None,
-        duplicate_retries: int = 16,
-        random_retries: int = 64,
-        **options: Any,
-    ) -> None:
-        self.options: GPEIOptions = options_from(GPEIOptions, self.searcher_name, options)
-        super().__init__(
-            space=space, metric=metric, mode=mode, points_to_evaluate=points_to_evaluate,
-            seed=seed, duplicate_retries=duplicate_retries, random_retries=random_retries,
-        )
-
-    def _make_core(self, space: SearchSpace, rng: np.random.Generator) -> SearchCore:
-        return GPEICore(space, rng=rng, options=self.options)
-
-    def _core_from_state(self, space: SearchSpace, state: dict[str, Any]) -> SearchCore:
-        return GPEICore.from_state(space, state)
+    core_class = GPEICore
+    options_class = GPEIOptions

@@ -13,7 +13,6 @@ Notation:
 from __future__ import annotations
 
 import math
-from dataclasses import fields
 from typing import Any
 
 import numpy as np
@@ -27,7 +26,6 @@ __all__ = [
     "array_from_json",
     "array_to_json",
     "is_near_any",
-    "options_from",
     "reflect",
 ]
 
@@ -189,15 +187,3 @@ def array_from_json(data: list[Any]) -> np.ndarray:
         return math.inf if v is None else float(v)
 
     return np.array(conv(data), dtype=np.float64)
-
-
-def options_from(cls: Any, searcher: str, options: dict[str, Any]) -> Any:
-    """``cls(**options)`` for an options dataclass, with a TypeError naming an unknown option."""
-    accepted = sorted(f.name for f in fields(cls))
-    for name in options:
-        if name not in accepted:
-            raise TypeError(
-                f"searcher {searcher!r} got an unknown option {name!r}; it accepts the base "
-                f"options duplicate_retries, random_retries and {accepted}"
-            )
-    return cls(**options)

@@ -30,8 +30,8 @@ from typing import Any
 
 import numpy as np
 
-from searchers.base import BaseSearcher
-from searchers.core import SearchCore, rng_from_state, rng_state
+from searchers.base import CoreSearcher
+from searchers.core import rng_from_state, rng_state
 from searchers.population import (
     InFlight,
     Lattice,
@@ -39,7 +39,6 @@ from searchers.population import (
     array_from_json,
     array_to_json,
     is_near_any,
-    options_from,
     reflect,
 )
 from searchers.space import SearchSpace
@@ -386,7 +385,7 @@ class ParticleSwarm:
 
 
 
-class PSOSearcher(BaseSearcher):
+class PSOSearcher(CoreSearcher):
     """Ray Tune searcher for `ParticleSwarm` (``make_searcher("pso", seed=..., **options)``).
 
     ``options`` are the fields of `PSOOptions`. Bad results follow the base policy (imputed with
@@ -395,27 +394,5 @@ class PSOSearcher(BaseSearcher):
     """
 
     searcher_name = "pso"
-
-    def __init__(
-        self,
-        *,
-        space: Any = None,
-        metric: str | None = None,
-        mode: str | None = None,
-        points_to_evaluate: list[dict[str, Any]] | None = None,
-        seed: int | None = None,
-        duplicate_retries: int = 16,
-        random_retries: int = 64,
-        **options: Any,
-    ) -> None:
-        self.options: PSOOptions = options_from(PSOOptions, self.searcher_name, options)
-        super().__init__(
-            space=space, metric=metric, mode=mode, points_to_evaluate=points_to_evaluate,
-            seed=seed, duplicate_retries=duplicate_retries, random_retries=random_retries,
-        )
-
-    def _make_core(self, space: SearchSpace, rng: np.random.Generator) -> SearchCore:
-        return ParticleSwarm(space, rng=rng, options=self.options)
-
-    def _core_from_state(self, space: SearchSpace, state: dict[str, Any]) -> SearchCore:
-        return ParticleSwarm.from_state(space, state)
+    core_class = ParticleSwarm
+    options_class = PSOOptions
