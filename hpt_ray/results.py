@@ -212,6 +212,13 @@ class ResultsWriter(Callback):
         )
         for trial in trials:
             record = self._record(trial)
+            last = getattr(trial, "last_result", None) or {}
+            if trial.trial_id not in self._frozen and int(
+                last.get("training_iteration") or 0
+            ) > record.iterations:
+                # Ended before a crash, after our last (throttled) write: Ray's restored trial
+                # holds its last result.
+                self._add_result(record, last)
             if record.status in ("running", "pending"):
                 record.status = _STATUS.get(str(trial.status), record.status)
                 if record.status == "completed" and self.max_t is not None:

@@ -146,10 +146,20 @@ class SafeScheduler(TrialScheduler):
         self._warned = False
         self._state_dir: str | None = None
         self._last_save = 0.0
+        self._snapshot_events = False
+        self._snapshot_due = False
 
-    def bind(self, directory: str | os.PathLike[str]) -> None:
-        """Persist the wrapped scheduler's state in ``directory`` (see the class docstring)."""
+    def bind(self, directory: str | os.PathLike[str], *, snapshot_events: bool = False) -> None:
+        """Persist the wrapped scheduler's state in ``directory`` (see the class docstring).
+
+        ``snapshot_events``: also make Ray save its experiment state at the step after every
+        trial is added or ends, not only on its timer. A driver killed between two timed snapshots
+        would otherwise resume without the trials added or finished since the last one, and spend
+        their budget slots on new trials. Costs one state save per trial event (a few ms for
+        hundreds of trials), so it is meant for a local experiment directory.
+        """
         self._state_dir = os.fspath(directory)
+        self._snapshot_events = snapshot_events
 
     @property
     def metric(self) -> str | None:
@@ -170,9 +180,11 @@ class SafeScheduler(TrialScheduler):
         return accepted
 
     def on_trial_add(self, tune_controller: Any, trial: Any) -> None:
+        self._snapshot_due = self._snapshot_events
         self.inner.on_trial_add(tune_controller, trial)
 
     def on_trial_error(self, tune_controller: Any, trial: Any) -> None:
+        self._snapshot_due = self._snapshot_events
         self.inner.on_trial_error(tune_controller, trial)
 
     def on_trial_result(self, tune_controller: Any, trial: Any, result: dict) -> str:
@@ -184,6 +196,7 @@ class SafeScheduler(TrialScheduler):
         return decision
 
     def on_trial_complete(self, tune_controller: Any, trial: Any, result: dict) -> None:
+        self._snapshot_due = self._snapshot_events
         safe = self._sanitize(result)
         if safe is None:
             # Nothing finite to judge it by: the wrapped scheduler forgets it as a removed trial.
@@ -193,10 +206,27 @@ class SafeScheduler(TrialScheduler):
         self._save_state(force=True)
 
     def on_trial_remove(self, tune_controller: Any, trial: Any) -> None:
+        self._snapshot_due = self._snapshot_events
         self.inner.on_trial_remove(tune_controller, trial)
 
     def choose_trial_to_run(self, tune_controller: Any) -> Any:
+        # Called once per step of Tune's loop, after the searcher added trials and after the
+        # trials that ended last step were marked so: the right moment for a snapshot.
+        if self._snapshot_due:
+            self._snapshot_due = False
+            self._snapshot(tune_controller)
         return self.inner.choose_trial_to_run(tune_controller)
+
+    def _snapshot(self, tune_controller: Any) -> None:
+        # Ray hands schedulers a wrapper of its TuneController (ray/tune/execution/
+        # tune_controller.py, Ray 2.60 line); ``checkpoint(force=True)`` is its state save.
+        controller = getattr(tune_controller, "_tune_controller", tune_controller)
+        checkpoint = getattr(controller, "checkpoint", None)
+        if checkpoint is None:
+            logger.warning("this Ray has no TuneController.checkpoint; state saves stay timed")
+            self._snapshot_events = False
+            return
+        checkpoint(force=True)
 
     def debug_string(self) -> str:
         return self.inner.debug_string()

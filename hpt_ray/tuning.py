@@ -408,8 +408,9 @@ def run_experiment(
     ``<storage_path>/<name>`` if one is there: completed trials are kept, unfinished ones resume
     from their last checkpoint, errored ones are retried only with ``retry_errored``, and the
     searcher's and scheduler's states come back with them; the trial budget counts each trial
-    once. Ray snapshots its experiment state at least every second
-    (``TUNE_GLOBAL_CHECKPOINT_S``, unless set) so a crash loses at most that much bookkeeping.
+    once. Ray saves its experiment state at least every second (``TUNE_GLOBAL_CHECKPOINT_S``,
+    unless set) and, for a local experiment directory, at the step after every trial is added or
+    ends (`SafeScheduler.bind`), so a crash loses no trial's bookkeeping, only work in flight.
     """
     if not isinstance(max_failures, int) or isinstance(max_failures, bool) or max_failures < 0:
         raise ValueError(f"max_failures must be an integer >= 0, got {max_failures!r}")
@@ -452,7 +453,7 @@ def run_experiment(
     )
     if isinstance(scheduler, SafeScheduler):
         directory.mkdir(parents=True, exist_ok=True)
-        scheduler.bind(directory)
+        scheduler.bind(directory, snapshot_events=not remote)
     restoring = bool(resume) and tune.Tuner.can_restore(str(directory))
     if resume and not restoring and (directory / RESULTS_FILE).exists():
         raise ValueError(

@@ -11,13 +11,16 @@ Usage (from the repository root)::
    FIFO, ``reuse_actors=True`` and concurrency, in one process and one Ray session; the order
    alternates (bare, ours, bare, ours) and the median of the repeats is reported.
 2. ASHA vs FIFO: ``tune_model`` on a PyTorch MLP (trainables.torch_trainable.mlp) on digits,
-   ``--epochs`` max, ``--asha-trials`` trials, the same searcher and seed: total epochs trained,
-   best validation accuracy, and wall time until the final best accuracy was first reported.
+   ``--epochs`` max, ``--asha-trials`` trials, the same searcher and seed, for ``--asha-seeds``
+   seeds (one seed's best accuracy moves by a few of the 360 validation images): total epochs
+   trained, best validation accuracy, and wall time until the final best accuracy was first
+   reported; per seed and their mean.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import statistics
 import tempfile
 import time
@@ -93,7 +96,9 @@ def overhead(n: int, reports: int, repeats: int, storage: Path) -> None:
     print(f"\nhpt_ray / bare wall time: {o / b:.3f} (overhead {100 * (o / b - 1):+.1f}%)")
 
 
-def asha_vs_fifo(trials: int, epochs: int, grace: int, eta: int, storage: Path) -> None:
+def asha_vs_fifo(
+    trials: int, epochs: int, grace: int, eta: int, seeds: int, storage: Path
+) -> None:
     space = {
         "lr": tune.loguniform(1e-4, 3e-2),
         "hidden_size": tune.choice([32, 64, 128, 256]),
@@ -102,48 +107,60 @@ def asha_vs_fifo(trials: int, epochs: int, grace: int, eta: int, storage: Path) 
         "batch_size": 64,
     }
     rows = []
-    for scheduler in ("fifo", "asha"):
-        start = time.time()
-        result = tune_model(
-            mlp,
-            space,
-            data="digits",
-            searcher="random",
-            scheduler=scheduler,
-            scheduler_options={"grace_period": grace, "reduction_factor": eta}
-            if scheduler == "asha"
-            else None,
-            num_samples=trials,
-            max_concurrent=2,
-            epochs=epochs,
-            seed=0,
-            storage_path=storage,
-            name=scheduler,
-            verbose=0,
-        )
-        best = result.best_score
-        reached = None
-        for trial in result.result_grid:
-            history = trial.metrics_dataframe
-            if history is None or "val_accuracy" not in history:
-                continue
-            hits = history[history["val_accuracy"] >= best]
-            if len(hits):
-                t = float(hits["timestamp"].min()) - start
-                reached = t if reached is None else min(reached, t)
-        epochs_trained = int(result.trials["iterations"].sum())
-        rows.append((scheduler, best, epochs_trained, reached, time.time() - start))
+    for seed in range(seeds):
+        for scheduler in ("fifo", "asha"):
+            start = time.time()
+            result = tune_model(
+                mlp,
+                space,
+                data="digits",
+                searcher="random",
+                scheduler=scheduler,
+                scheduler_options={"grace_period": grace, "reduction_factor": eta}
+                if scheduler == "asha"
+                else None,
+                num_samples=trials,
+                max_concurrent=2,
+                epochs=epochs,
+                seed=seed,
+                storage_path=storage,
+                name=f"{scheduler}-{seed}",
+                verbose=0,
+            )
+            best = float(result.best_score)
+            reached = math.nan
+            for trial in result.result_grid:
+                history = trial.metrics_dataframe
+                if history is None or "val_accuracy" not in history:
+                    continue
+                hits = history[history["val_accuracy"] >= best]
+                if len(hits):
+                    t = float(hits["timestamp"].min()) - start
+                    reached = t if math.isnan(reached) else min(reached, t)
+            epochs_trained = int(result.trials["iterations"].sum())
+            rows.append((seed, scheduler, best, epochs_trained, reached, time.time() - start))
     print(
-        f"\n## ASHA vs FIFO: MLP on digits, {trials} trials, {epochs} epochs max, random, seed 0\n"
+        f"\n## ASHA vs FIFO: MLP on digits, {trials} trials, {epochs} epochs max, random, "
+        f"seeds 0..{seeds - 1} (searcher and data split seeded alike for both schedulers)\n"
     )
-    print("| scheduler | best val accuracy | epochs trained | s to final best | total s |")
-    print("|---|---|---|---|---|")
-    for name, best, trained, reached, total in rows:
-        print(f"| {name} | {best:.4f} | {trained} | {reached:.1f} | {total:.1f} |")
-    fifo, asha = rows
+    print("| seed | scheduler | best val accuracy | epochs trained | s to final best | total s |")
+    print("|---|---|---|---|---|---|")
+    for seed, name, best, trained, reached, total in rows:
+        print(f"| {seed} | {name} | {best:.4f} | {trained} | {reached:.1f} | {total:.1f} |")
+    for name in ("fifo", "asha"):
+        mine = [r for r in rows if r[1] == name]
+        print(
+            f"| mean | {name} | {statistics.mean(r[2] for r in mine):.4f} | "
+            f"{statistics.mean(r[3] for r in mine):.0f} | "
+            f"{statistics.mean(r[4] for r in mine):.1f} | "
+            f"{statistics.mean(r[5] for r in mine):.1f} |"
+        )
+    gaps = [100 * (a[2] - f[2]) for f, a in zip(rows[::2], rows[1::2], strict=True)]
+    ratios = [a[3] / f[3] for f, a in zip(rows[::2], rows[1::2], strict=True)]
     print(
-        f"\nASHA - FIFO best accuracy: {100 * (asha[1] - fifo[1]):+.2f} points; "
-        f"ASHA epochs / FIFO epochs: {asha[2] / fifo[2]:.3f}"
+        f"\nASHA - FIFO best accuracy, points: {', '.join(f'{g:+.2f}' for g in gaps)} "
+        f"(mean {statistics.mean(gaps):+.2f}); ASHA epochs / FIFO epochs: "
+        f"{', '.join(f'{r:.3f}' for r in ratios)} (mean {statistics.mean(ratios):.3f})"
     )
 
 
@@ -156,6 +173,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--grace", type=int, default=3, help="ASHA grace period (epochs)")
     parser.add_argument("--eta", type=int, default=3, help="ASHA reduction factor")
+    parser.add_argument("--asha-seeds", type=int, default=3, help="ASHA vs FIFO: seeds 0..N-1")
     parser.add_argument("--skip-overhead", action="store_true")
     parser.add_argument("--skip-asha", action="store_true")
     args = parser.parse_args()
@@ -164,7 +182,10 @@ def main() -> None:
         if not args.skip_overhead:
             overhead(args.trials, args.reports, args.repeats, Path(tmp) / "overhead")
         if not args.skip_asha:
-            asha_vs_fifo(args.asha_trials, args.epochs, args.grace, args.eta, Path(tmp) / "asha")
+            asha_vs_fifo(
+                args.asha_trials, args.epochs, args.grace, args.eta, args.asha_seeds,
+                Path(tmp) / "asha",
+            )
 
 
 if __name__ == "__main__":

@@ -181,9 +181,43 @@ def test_gpu_trials_run_on_the_gpu_worker(
         seed=0,
     )
     cpu_metrics = [r.metrics for r in cpu.result_grid]
-    # Open: on this Cluster every CPU trial landed on the worker; the head's use is not asserted.
     assert len(cpu_metrics) == 6
     assert all(m["gpu_ids"] == "" for m in cpu_metrics)
+
+    # CPU-only trials also use the head: three 2-CPU trials that overlap need the worker's 4 CPUs
+    # and the head's 2. (The short MLP trials above finish before a third starts, so with actor
+    # reuse they never need the head; these hold their CPUs for 4 s.)
+    from hpt_ray.schedulers import make_scheduler
+    from hpt_ray.tuning import run_experiment
+    from searchers import make_searcher
+
+    def hold(config: dict) -> None:
+        import time
+
+        import ray
+        from ray import tune
+
+        time.sleep(4)
+        tune.report({"loss": config["x"], "node_id": ray.get_runtime_context().get_node_id()})
+
+    ray.shutdown()
+    held = run_experiment(
+        ray.tune.with_resources(hold, {"cpu": 2}),
+        {"x": ray.tune.uniform(0.0, 1.0)},
+        metric="loss",
+        mode="min",
+        searcher=make_searcher("random", seed=0),
+        scheduler=make_scheduler("fifo", max_t=1),
+        max_t=1,
+        num_samples=3,
+        resources={"cpu": 2, "gpu": 0},
+        ray_address=head_only_cluster.address,
+        storage_path=tmp_path,
+        name="held",
+        verbose=0,
+    )
+    nodes = {r.metrics["node_id"] for r in held.result_grid}
+    assert nodes == {head_only_cluster.head_node.node_id, worker.node_id}
 
 
 # ------------------------------------------------------------------- `ray start` clusters

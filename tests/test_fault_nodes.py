@@ -10,6 +10,7 @@ experiment completes with every trial.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
@@ -83,10 +84,8 @@ def _reports(experiment: Path) -> list[dict]:
     rows = []
     for path in experiment.glob("*/result.json"):
         for line in path.read_text().splitlines():
-            try:
+            with contextlib.suppress(json.JSONDecodeError):  # a line being written
                 rows.append(json.loads(line))
-            except json.JSONDecodeError:  # a line being written
-                pass
     return rows
 
 

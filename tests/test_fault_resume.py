@@ -104,15 +104,11 @@ def test_sigkill_then_resume_keeps_every_completed_trial(tmp_path, name):
     assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-3000:]
 
     after = pd.read_parquet(directory / "results.parquet")
-    # Ray resumes from its last state snapshot (at most ~1 s old): a trial that started and
-    # finished after it is unknown to Ray, which spends that budget slot on a new trial. Our table
-    # keeps both, so it can hold a few rows more than num_samples; Ray's budget is exact (the
-    # searcher check below). Known gap, noted in BENCHMARKS.md/the issue note.
-    assert NUM_SAMPLES <= len(after) <= NUM_SAMPLES + len(before)
+    # Exactly num_samples trials: Ray saves its state at the step after every trial is added or
+    # ends (SafeScheduler.bind), so the resumed run knows every trial the killed one had.
+    assert len(after) == NUM_SAMPLES, after[["trial_id", "status"]]
     assert after["trial_id"].is_unique
-    assert after["status"].isin(["completed", "stopped", "interrupted"]).all(), after["status"]
-    # "interrupted": in flight at the kill, after Ray's last snapshot (at most the 2 running).
-    assert (after["status"] == "interrupted").sum() <= 2
+    assert after["status"].isin(["completed", "stopped"]).all(), after["status"]
     kept = after.set_index("trial_id")["final_metric"]
     for trial_id, value in before.items():
         assert kept[trial_id] == value, trial_id  # the completed result, untouched
