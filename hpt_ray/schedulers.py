@@ -152,11 +152,12 @@ class SafeScheduler(TrialScheduler):
     def bind(self, directory: str | os.PathLike[str], *, snapshot_events: bool = False) -> None:
         """Persist the wrapped scheduler's state in ``directory`` (see the class docstring).
 
-        ``snapshot_events``: also make Ray save its experiment state at the step after every
-        trial is added or ends, not only on its timer. A driver killed between two timed snapshots
-        would otherwise resume without the trials added or finished since the last one, and spend
-        their budget slots on new trials. Costs one state save per trial event (a few ms for
-        hundreds of trials), so it is meant for a local experiment directory.
+        ``snapshot_events``: also make Ray save its experiment state in the step in which a trial
+        is added, not only on its timer. A driver killed between two timed snapshots would
+        otherwise resume without the trials added since the last one and spend their budget slots
+        on new trials. (A trial that ended after the last snapshot is known to Ray: it runs again
+        from its last saved checkpoint under the same id, and its finished row is kept.) Costs one
+        state save per trial, so it is meant for a local experiment directory.
         """
         self._state_dir = os.fspath(directory)
         self._snapshot_events = snapshot_events
@@ -184,7 +185,6 @@ class SafeScheduler(TrialScheduler):
         self.inner.on_trial_add(tune_controller, trial)
 
     def on_trial_error(self, tune_controller: Any, trial: Any) -> None:
-        self._snapshot_due = self._snapshot_events
         self.inner.on_trial_error(tune_controller, trial)
 
     def on_trial_result(self, tune_controller: Any, trial: Any, result: dict) -> str:
@@ -196,7 +196,6 @@ class SafeScheduler(TrialScheduler):
         return decision
 
     def on_trial_complete(self, tune_controller: Any, trial: Any, result: dict) -> None:
-        self._snapshot_due = self._snapshot_events
         safe = self._sanitize(result)
         if safe is None:
             # Nothing finite to judge it by: the wrapped scheduler forgets it as a removed trial.
@@ -206,12 +205,10 @@ class SafeScheduler(TrialScheduler):
         self._save_state(force=True)
 
     def on_trial_remove(self, tune_controller: Any, trial: Any) -> None:
-        self._snapshot_due = self._snapshot_events
         self.inner.on_trial_remove(tune_controller, trial)
 
     def choose_trial_to_run(self, tune_controller: Any) -> Any:
-        # Called once per step of Tune's loop, after the searcher added trials and after the
-        # trials that ended last step were marked so: the right moment for a snapshot.
+        # Called once per step of Tune's loop, right after the searcher added trials.
         if self._snapshot_due:
             self._snapshot_due = False
             self._snapshot(tune_controller)

@@ -185,6 +185,8 @@ class TuneSearchCV(BaseSearchCV):
                 max_t=max_t,
                 num_samples=num_samples,
                 max_concurrent=concurrency,
+                # Checked against the cluster first: an impossible request fails in seconds.
+                resources=resources,
                 storage_path=self.storage_path,
                 name=f"TuneSearchCV-{type(self.estimator).__name__}-{time.strftime('%Y%m%d-%H%M%S')}-{index}",
                 verbose=self.verbose,

@@ -409,8 +409,8 @@ def run_experiment(
     from their last checkpoint, errored ones are retried only with ``retry_errored``, and the
     searcher's and scheduler's states come back with them; the trial budget counts each trial
     once. Ray saves its experiment state at least every second (``TUNE_GLOBAL_CHECKPOINT_S``,
-    unless set) and, for a local experiment directory, at the step after every trial is added or
-    ends (`SafeScheduler.bind`), so a crash loses no trial's bookkeeping, only work in flight.
+    unless set) and, for a local experiment directory, in the step each trial is added
+    (`SafeScheduler.bind`), so a resumed run knows every trial the crashed one had.
     """
     if not isinstance(max_failures, int) or isinstance(max_failures, bool) or max_failures < 0:
         raise ValueError(f"max_failures must be an integer >= 0, got {max_failures!r}")
@@ -453,7 +453,11 @@ def run_experiment(
     )
     if isinstance(scheduler, SafeScheduler):
         directory.mkdir(parents=True, exist_ok=True)
-        scheduler.bind(directory, snapshot_events=not remote)
+        # One Ray state save per trial (~25 ms with 200 trials on 2 cores) buys an exact resume;
+        # HPT_RAY_SNAPSHOT_EACH_TRIAL=0 keeps Ray's one-second timer only, for swarms of
+        # sub-second trials where that cost shows.
+        each_trial = os.environ.get("HPT_RAY_SNAPSHOT_EACH_TRIAL", "1") != "0"
+        scheduler.bind(directory, snapshot_events=each_trial and not remote)
     restoring = bool(resume) and tune.Tuner.can_restore(str(directory))
     if resume and not restoring and (directory / RESULTS_FILE).exists():
         raise ValueError(

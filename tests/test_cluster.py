@@ -105,7 +105,7 @@ def head_only_cluster() -> Iterator[Any]:
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(60)
+@pytest.mark.timeout(90)
 def test_impossible_gpu_request_fails_fast(head_only_cluster: Any, no_ray: None) -> None:
     from hpt_ray import tune_model
     from hpt_ray.cluster import InfeasibleResourcesError
@@ -124,6 +124,27 @@ def test_impossible_gpu_request_fails_fast(head_only_cluster: Any, no_ray: None)
             ray_address=head_only_cluster.address,
             verbose=0,
         )
+    assert time.monotonic() - started < 30
+
+    # The GridSearchCV drop-in checks its resources the same way.
+    from sklearn.datasets import load_iris
+    from sklearn.linear_model import LogisticRegression
+
+    from hpt_ray import TuneSearchCV
+
+    X, y = load_iris(return_X_y=True)
+    search = TuneSearchCV(
+        LogisticRegression(max_iter=200),
+        {"C": [0.1, 1.0]},
+        searcher="grid",
+        cv=2,
+        resources_per_trial={"cpu": 1, "gpu": 1},
+        verbose=0,
+    )
+    ray.init(address=head_only_cluster.address)
+    started = time.monotonic()
+    with pytest.raises(InfeasibleResourcesError, match=r"'gpu': 1"):
+        search.fit(X, y)
     assert time.monotonic() - started < 30
 
 

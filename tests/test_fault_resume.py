@@ -104,8 +104,8 @@ def test_sigkill_then_resume_keeps_every_completed_trial(tmp_path, name):
     assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-3000:]
 
     after = pd.read_parquet(directory / "results.parquet")
-    # Exactly num_samples trials: Ray saves its state at the step after every trial is added or
-    # ends (SafeScheduler.bind), so the resumed run knows every trial the killed one had.
+    # Exactly num_samples trials: Ray saves its state in the step each trial is added
+    # (SafeScheduler.bind), so the resumed run knows every trial the killed one had.
     assert len(after) == NUM_SAMPLES, after[["trial_id", "status"]]
     assert after["trial_id"].is_unique
     assert after["status"].isin(["completed", "stopped"]).all(), after["status"]
