@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import json
+import math
 import os
 import tempfile
 import time
@@ -409,8 +410,10 @@ def run_experiment(
     from their last checkpoint, errored ones are retried only with ``retry_errored``, and the
     searcher's and scheduler's states come back with them; the trial budget counts each trial
     once. Ray saves its experiment state at least every second (``TUNE_GLOBAL_CHECKPOINT_S``,
-    unless set) and, for a local experiment directory, in the step each trial is added
-    (`SafeScheduler.bind`), so a resumed run knows every trial the crashed one had.
+    unless set) and, for a local experiment directory, in the step each trial is added while
+    that has cost at most ``HPT_RAY_SNAPSHOT_BUDGET`` (default 2%) of the wall time
+    (`SafeScheduler.bind`), so a resumed run knows every trial the crashed one had unless trials
+    last a fraction of a second.
     """
     if not isinstance(max_failures, int) or isinstance(max_failures, bool) or max_failures < 0:
         raise ValueError(f"max_failures must be an integer >= 0, got {max_failures!r}")
@@ -453,11 +456,9 @@ def run_experiment(
     )
     if isinstance(scheduler, SafeScheduler):
         directory.mkdir(parents=True, exist_ok=True)
-        # One Ray state save per trial (~25 ms with 200 trials on 2 cores) buys an exact resume;
-        # HPT_RAY_SNAPSHOT_EACH_TRIAL=0 keeps Ray's one-second timer only, for swarms of
-        # sub-second trials where that cost shows.
-        each_trial = os.environ.get("HPT_RAY_SNAPSHOT_EACH_TRIAL", "1") != "0"
-        scheduler.bind(directory, snapshot_events=each_trial and not remote)
+        # Exact resume (a Ray state save per added trial) for at most 2% of the wall time;
+        # HPT_RAY_SNAPSHOT_BUDGET sets the fraction (0: Ray's one-second timer only, 1: always).
+        scheduler.bind(directory, snapshot_budget=0.0 if remote else snapshot_budget())
     restoring = bool(resume) and tune.Tuner.can_restore(str(directory))
     if resume and not restoring and (directory / RESULTS_FILE).exists():
         raise ValueError(
@@ -584,6 +585,19 @@ def grid_size(space: Mapping[str, Any], options: Mapping[str, Any] | None = None
     probe = searchers.make_searcher("grid", **dict(options or {}))
     probe.set_search_properties("_", "max", dict(space))
     return int(probe.grid_size)
+
+
+def snapshot_budget() -> float:
+    """``HPT_RAY_SNAPSHOT_BUDGET``: the fraction of wall time that per-trial Ray state saves may
+    take (default 0.02; see `hpt_ray.schedulers.SafeScheduler.bind`)."""
+    raw = os.environ.get("HPT_RAY_SNAPSHOT_BUDGET", "0.02")
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"HPT_RAY_SNAPSHOT_BUDGET must be a number in [0, 1], got {raw!r}")
+    return value
 
 
 def ensure_ray(address: str | None = None, *, log_to_driver: bool = True) -> None:

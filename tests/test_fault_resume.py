@@ -61,6 +61,9 @@ def _finished_rows(directory: Path) -> pd.DataFrame:
 @pytest.mark.parametrize("name", SEARCHERS)
 def test_sigkill_then_resume_keeps_every_completed_trial(tmp_path, name):
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    # A Ray state save in the step of every added trial, whatever it costs: the default budget
+    # (2% of wall time) would fall back to Ray's timer on a slow machine and make this flaky.
+    env["HPT_RAY_SNAPSHOT_BUDGET"] = "1"
     storage = tmp_path / "results"
     directory = storage / "exp"
     driver = subprocess.Popen(
@@ -104,7 +107,7 @@ def test_sigkill_then_resume_keeps_every_completed_trial(tmp_path, name):
     assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-3000:]
 
     after = pd.read_parquet(directory / "results.parquet")
-    # Exactly num_samples trials: Ray saves its state in the step each trial is added
+    # Exactly num_samples trials: Ray saved its state in the step each trial was added
     # (SafeScheduler.bind), so the resumed run knows every trial the killed one had.
     assert len(after) == NUM_SAMPLES, after[["trial_id", "status"]]
     assert after["trial_id"].is_unique

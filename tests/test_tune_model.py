@@ -128,3 +128,16 @@ def test_other_schedulers_run_to_completion(tmp_path, scheduler):
     from pathlib import Path
 
     assert (Path(result.path) / "scheduler-state.pkl").exists()
+
+
+def test_snapshot_budget_is_validated(monkeypatch):
+    from hpt_ray.tuning import snapshot_budget
+
+    monkeypatch.setenv("HPT_RAY_SNAPSHOT_BUDGET", "0.2")
+    assert snapshot_budget() == 0.2
+    monkeypatch.delenv("HPT_RAY_SNAPSHOT_BUDGET")
+    assert snapshot_budget() == 0.02
+    for bad in ("lots", "-1", "2", "nan"):
+        monkeypatch.setenv("HPT_RAY_SNAPSHOT_BUDGET", bad)
+        with pytest.raises(ValueError, match="HPT_RAY_SNAPSHOT_BUDGET"):
+            snapshot_budget()
