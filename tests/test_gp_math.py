@@ -286,6 +286,47 @@ def test_core_spreads_pending_asks_and_snaps_discrete_dims() -> None:
         asked.append(u)
 
 
+def test_loo_skill_matches_refitting_without_each_point() -> None:
+    fmap, X = _mixed_features(20, 4)
+    z = np.sin(6.0 * X[:, 0]) + X[:, 4] - X[:, 1]  # (n,)
+    z = (z - z.mean()) / z.std()
+    theta = _theta(fmap, noise=1e-3)
+    gp = GaussianProcess(X, z, theta, fmap)
+    residuals = []
+    for i in range(len(z)):
+        keep = np.arange(len(z)) != i
+        mean, _ = GaussianProcess(X[keep], z[keep], theta, fmap).predict(X[i : i + 1])
+        residuals.append(z[i] - mean[0])
+    expected = 1.0 - np.mean(np.square(residuals)) / np.mean(z**2)
+    assert gp.loo_skill() == pytest.approx(expected, rel=1e-6)
+    assert expected > 0.5  # a smooth function: the held-out points are predicted
+    white = np.random.default_rng(0).normal(size=len(z))
+    white = (white - white.mean()) / white.std()
+    short = np.concatenate([np.full(fmap.dim, math.log(1e-3)), [0.0, math.log(1e-4)]])
+    assert GaussianProcess(X, white, short, fmap).loo_skill() == pytest.approx(0.0, abs=1e-6)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_core_keeps_exploring_when_the_gp_cannot_predict_its_data(seed: int) -> None:
+    # A flat objective seen through noise: the MAP fit explains it with length scales at their
+    # lower bound (white noise), where EI is flat off the data. Before the skill check the asks
+    # then collapsed onto the incumbent (nearest pair 5e-4 apart in 20 asks); the check makes
+    # them space-filling Sobol points instead.
+    space = SearchSpace(tuple(FloatParam((f"x{i}",)) for i in range(6)))
+    core = GPEICore(space, rng=np.random.default_rng(seed))
+    noise = np.random.default_rng(100 + seed)
+    asks = []
+    for _ in range(30):
+        u = core.ask(np.zeros((0, space.dim)))
+        assert u is not None
+        asks.append(u)
+        core.tell(u, float(noise.normal()))
+    A = np.array(asks[10:])  # (20, 6) the asks after the initial design
+    gaps = np.sqrt(np.sum((A[:, None, :] - A[None, :, :]) ** 2, axis=2))
+    np.fill_diagonal(gaps, np.inf)
+    assert np.min(gaps) > 0.1
+
+
 def test_options_are_validated() -> None:
     with pytest.raises(ValueError, match="n_initial"):
         GPEIOptions(n_initial=0)
@@ -295,5 +336,8 @@ def test_options_are_validated() -> None:
         GPEIOptions(max_fit_points=2)
     with pytest.raises(ValueError, match="lengthscale_spread"):
         GPEIOptions(lengthscale_spread=0.0)
+    with pytest.raises(ValueError, match="min_loo_skill"):
+        GPEIOptions(min_loo_skill=1.0)
+    assert GPEIOptions(min_loo_skill=None).min_loo_skill is None
     assert GPEIOptions().initial_points(2) == 5
     assert GPEIOptions().initial_points(20) == 10
