@@ -6,6 +6,13 @@ Usage (from the repository root)::
     .venv/bin/python scripts/bench_searchers.py --searchers random optuna-tpe --problems branin \
         --seeds 2 --budget 50 --pending 1 4 --jobs 1 --out bench_results/try
     .venv/bin/python scripts/bench_searchers.py --list                # searchers and problems
+    .venv/bin/python scripts/bench_searchers.py --searchers random gp-ei \
+        gp-ei:min_loo_skill=null gp-ei:min_loo_skill=0.1 --pending 1 --seeds 20 --budget 50
+
+A searcher name may carry options, ``NAME:key=value,key=value`` (each value read as JSON, else
+as a string): ``make_searcher(NAME, seed=..., key=value, ...)``. That is how a variant of one of
+our searchers runs side by side with its default (as in BENCHMARKS.md's option screens); the
+options are checked before any run starts.
 
 Each searcher is driven through the plain Ray Tune ``Searcher`` protocol, with no Ray runtime:
 ``set_search_properties("loss", "min", param_space)``, then ``suggest(trial_id)`` and
@@ -178,12 +185,34 @@ def default_searchers() -> list[str]:
     return [*searchers.available(), *(a for a in _DEFAULT_ANCHORS if not _missing_modules(a))]
 
 
+def split_variant(name: str) -> tuple[str, dict[str, Any]]:
+    """``"gp-ei:min_loo_skill=0.1,n_initial=8"`` -> ``("gp-ei", {"min_loo_skill": 0.1,
+    "n_initial": 8})``; a value is read as JSON (``null``, numbers, lists), else kept as a string.
+    Raises ValueError for an option without ``=``."""
+    base, sep, rest = name.partition(":")
+    options: dict[str, Any] = {}
+    if not sep:
+        return base, options
+    for item in rest.split(","):
+        key, eq, raw = item.partition("=")
+        if not eq or not key.strip():
+            raise ValueError(
+                f"searcher {name!r}: option {item!r} is not key=value (write NAME:key=value,...)"
+            )
+        try:
+            options[key.strip()] = json.loads(raw)
+        except json.JSONDecodeError:
+            options[key.strip()] = raw
+    return base, options
+
+
 def build_searcher(
     name: str, *, seed: int, budget: int, pending: int, space: dict[str, Any]
 ) -> Searcher:
     if name in ANCHORS:
         return ANCHORS[name].build(seed, budget, pending, space)
-    return searchers.make_searcher(name, seed=seed)
+    base, options = split_variant(name)
+    return searchers.make_searcher(base, seed=seed, **options)
 
 
 # ---- one run -------------------------------------------------------------------------------
@@ -451,12 +480,21 @@ class BenchOptions:
         for problem in self.problems:
             get_problem(problem)
         registered = searchers.available()
-        unknown = [s for s in self.searchers if s not in ANCHORS and s not in registered]
+        unknown = [
+            s for s in self.searchers if s not in ANCHORS and split_variant(s)[0] not in registered
+        ]
         if unknown:
             raise ValueError(
                 f"unknown searcher(s) {unknown}; registered: {registered}, anchors: "
                 f"{list(ANCHORS)}"
             )
+        for name in self.searchers:
+            base, variant = split_variant(name)
+            if variant:  # bad options fail here, not in the middle of a long run
+                try:
+                    searchers.make_searcher(base, seed=0, **variant)
+                except (TypeError, ValueError) as exc:
+                    raise ValueError(f"searcher {name!r}: {exc}") from exc
 
     @property
     def budgets(self) -> tuple[int, ...]:
