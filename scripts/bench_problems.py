@@ -25,6 +25,21 @@ Problems (`PROBLEMS`, in table order):
     mixed-train      a synthetic "train a network" validation loss over 7 parameters of every kind
                      (2 log floats, a float, 2 ints, 2 categoricals); see `mixed_train_loss` for
                      the formula and why its optimum (0.05) is exact.
+
+Robustness set (`HOLDOUT`; in `PROBLEMS` too, but not run unless named with ``--problems``): added
+after every searcher default had been chosen, and used to choose none of them, so a score there is
+a fair check against tuning to the set above. Standard functions (Surjanovic & Bingham), each on a
+box that keeps its optimum off the centre:
+    rosenbrock6      [-5, 10]^6, optimum 0 at (1, .., 1): a curved valley.
+    levy8            [-10, 10]^8, optimum 0 at (1, .., 1): rugged, with a global trend.
+    levy8-noisy      levy8 observed with N(0, 2^2) noise (a few % of its range on the box).
+    styblinski8      Styblinski-Tang on [-5, 5]^8, optimum -39.166 d at x_i = -2.9035: 2^8
+                     local minima at the corners' side of each axis.
+    griewank8        [-50, 60]^8, optimum 0 at the origin: a bowl with fine ripples.
+    michalewicz5     [0, pi]^5 (m = 10): steep narrow valleys on flat ground; separable, so the
+                     argmin is found coordinate by coordinate (optimum -4.6877).
+    sphere20         sum (x - 0.3)^2 on [-1, 1]^20, optimum 0: an easy function in many
+                     dimensions, to catch searchers that do not scale.
 """
 
 from __future__ import annotations
@@ -35,18 +50,27 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import scipy.optimize
 from ray import tune
 
 __all__ = [
+    "HOLDOUT",
+    "MAIN",
     "MIXED_TRAIN_ARGMIN",
     "PROBLEMS",
     "Problem",
     "ackley",
     "branin",
     "get_problem",
+    "griewank",
     "hartmann6",
+    "levy",
+    "michalewicz",
     "mixed_train_loss",
     "rastrigin",
+    "rosenbrock",
+    "shifted_sphere",
+    "styblinski_tang",
 ]
 
 
@@ -131,6 +155,62 @@ def rastrigin(x: np.ndarray) -> float:
     """Rastrigin on x: (d,), minimum 0 at the origin."""
     x = np.asarray(x, dtype=float)
     return float(10.0 * x.size + np.sum(x**2 - 10.0 * np.cos(2.0 * math.pi * x)))
+
+
+def rosenbrock(x: np.ndarray) -> float:
+    """Rosenbrock on x: (d,), minimum 0 at (1, .., 1)."""
+    x = np.asarray(x, dtype=float)
+    return float(np.sum(100.0 * (x[1:] - x[:-1] ** 2) ** 2 + (1.0 - x[:-1]) ** 2))
+
+
+def levy(x: np.ndarray) -> float:
+    """Levy on x: (d,), minimum 0 at (1, .., 1)."""
+    w = 1.0 + (np.asarray(x, dtype=float) - 1.0) / 4.0  # (d,)
+    head = math.sin(math.pi * w[0]) ** 2
+    middle = np.sum((w[:-1] - 1.0) ** 2 * (1.0 + 10.0 * np.sin(math.pi * w[:-1] + 1.0) ** 2))
+    tail = (w[-1] - 1.0) ** 2 * (1.0 + math.sin(2.0 * math.pi * w[-1]) ** 2)
+    return float(head + middle + tail)
+
+
+def styblinski_tang(x: np.ndarray) -> float:
+    """Styblinski-Tang on x: (d,), minimum -39.16617 d at x_i = -2.903534."""
+    x = np.asarray(x, dtype=float)
+    return float(0.5 * np.sum(x**4 - 16.0 * x**2 + 5.0 * x))
+
+
+def griewank(x: np.ndarray) -> float:
+    """Griewank on x: (d,), minimum 0 at the origin."""
+    x = np.asarray(x, dtype=float)
+    ripple = np.prod(np.cos(x / np.sqrt(np.arange(1, x.size + 1))))
+    return float(1.0 + np.sum(x**2) / 4000.0 - ripple)
+
+
+def michalewicz(x: np.ndarray) -> float:
+    """Michalewicz (m = 10) on x: (d,) in [0, pi]^d."""
+    x = np.asarray(x, dtype=float)
+    i = np.arange(1, x.size + 1)
+    return float(-np.sum(np.sin(x) * np.sin(i * x**2 / math.pi) ** 20))
+
+
+def _michalewicz_argmin(d: int) -> tuple[float, ...]:
+    """Separable: each coordinate minimizes -sin(x) sin(i x^2 / pi)^20 on [0, pi] on its own
+    (a fine grid, then a bounded 1-d search around the grid's best)."""
+    grid = np.linspace(0.0, math.pi, 200_001)  # (G,)
+    out = []
+    for i in range(1, d + 1):
+        def term(t: float, i: int = i) -> float:
+            return -math.sin(t) * math.sin(i * t * t / math.pi) ** 20
+        values = -np.sin(grid) * np.sin(i * grid**2 / math.pi) ** 20  # (G,)
+        k = int(np.argmin(values))
+        lo, hi = grid[max(k - 1, 0)], grid[min(k + 1, grid.size - 1)]
+        out.append(float(scipy.optimize.minimize_scalar(term, bounds=(lo, hi), method="bounded",
+                                                         options={"xatol": 1e-12}).x))
+    return tuple(out)
+
+
+def shifted_sphere(x: np.ndarray) -> float:
+    """sum (x - 0.3)^2 on x: (d,), minimum 0 at (0.3, .., 0.3)."""
+    return float(np.sum((np.asarray(x, dtype=float) - 0.3) ** 2))
 
 
 def _vector_problem(
@@ -259,7 +339,31 @@ _PROBLEM_LIST = [
     ),
 ]
 
-PROBLEMS: dict[str, Problem] = {p.name: p for p in _PROBLEM_LIST}
+_MICHALEWICZ5_ARGMIN = _michalewicz_argmin(5)
+_STYBLINSKI_X = -2.903534027771177  # the root of 4 x^3 - 32 x + 5 = 0 near -2.9
+_HOLDOUT_LIST = [
+    _vector_problem("rosenbrock6", rosenbrock, [(-5.0, 10.0)] * 6, 0.0, (1.0,) * 6),
+    _vector_problem("levy8", levy, [(-10.0, 10.0)] * 8, 0.0, (1.0,) * 8),
+    _vector_problem(
+        "levy8-noisy", levy, [(-10.0, 10.0)] * 8, 0.0, (1.0,) * 8, noise_sd=2.0
+    ),
+    _vector_problem(
+        "styblinski8", styblinski_tang, [(-5.0, 5.0)] * 8,
+        styblinski_tang(np.full(8, _STYBLINSKI_X)), (_STYBLINSKI_X,) * 8,
+    ),
+    _vector_problem("griewank8", griewank, [(-50.0, 60.0)] * 8, 0.0, (0.0,) * 8),
+    _vector_problem(
+        "michalewicz5", michalewicz, [(0.0, math.pi)] * 5,
+        michalewicz(np.array(_MICHALEWICZ5_ARGMIN)), _MICHALEWICZ5_ARGMIN,
+    ),
+    _vector_problem("sphere20", shifted_sphere, [(-1.0, 1.0)] * 20, 0.0, (0.3,) * 20),
+]
+
+#: The benchmark's problems (the default of ``--problems``).
+MAIN: tuple[str, ...] = tuple(p.name for p in _PROBLEM_LIST)
+#: The robustness set (see the module docstring).
+HOLDOUT: tuple[str, ...] = tuple(p.name for p in _HOLDOUT_LIST)
+PROBLEMS: dict[str, Problem] = {p.name: p for p in [*_PROBLEM_LIST, *_HOLDOUT_LIST]}
 
 
 def get_problem(name: str) -> Problem:

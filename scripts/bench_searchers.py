@@ -74,7 +74,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from bench_problems import PROBLEMS, Problem, get_problem
+from bench_problems import HOLDOUT, MAIN, PROBLEMS, Problem, get_problem
 from ray.tune.search import Searcher
 
 import searchers
@@ -455,7 +455,7 @@ class BenchOptions:
     """
 
     searchers: tuple[str, ...]
-    problems: tuple[str, ...] = tuple(PROBLEMS)
+    problems: tuple[str, ...] = MAIN
     seeds: int = 10
     budget: int = 100
     report_at: tuple[int, ...] = ()
@@ -908,7 +908,10 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
         description="Benchmark searchers through the Ray Tune Searcher protocol (no Ray runtime).",
     )
     parser.add_argument("--searchers", nargs="+", help="names (default: all registered + anchors)")
-    parser.add_argument("--problems", nargs="+", default=list(PROBLEMS), choices=list(PROBLEMS))
+    parser.add_argument(
+        "--problems", nargs="+", default=list(MAIN), choices=list(PROBLEMS),
+        help=f"default: {' '.join(MAIN)}; robustness set: {' '.join(HOLDOUT)}",
+    )
     parser.add_argument("--seeds", type=int, default=10, help="runs per cell (default 10)")
     parser.add_argument("--budget", type=int, default=100, help="evaluations per run")
     parser.add_argument(
@@ -931,7 +934,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         for name in ANCHORS:
             missing = _missing_modules(name)
             print(f"anchor {name}: " + (f"needs {', '.join(missing)}" if missing else "ready"))
-        print("problems:", " ".join(PROBLEMS))
+        print("problems:", " ".join(MAIN))
+        print("robustness set:", " ".join(HOLDOUT))
         return 0
     try:
         options = BenchOptions(

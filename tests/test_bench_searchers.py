@@ -40,6 +40,16 @@ def test_mixed_train_optimum_is_not_beaten_by_dense_random_search() -> None:
     assert problem.optimum < best < problem.optimum + 0.05
 
 
+def test_robustness_set_is_separate_and_its_optima_hold() -> None:
+    assert set(bench_problems.MAIN).isdisjoint(bench_problems.HOLDOUT)
+    assert bench_searchers.BenchOptions(searchers=("random",)).problems == bench_problems.MAIN
+    problem = bench_problems.PROBLEMS["michalewicz5"]  # argmin found numerically
+    rng = np.random.default_rng(0)
+    X = rng.uniform(0.0, math.pi, size=(20000, 5))
+    best = min(bench_problems.michalewicz(x) for x in X)
+    assert problem.optimum < best
+
+
 def test_noise_is_added_only_where_declared() -> None:
     rng = np.random.default_rng(0)
     clean, noisy = bench_problems.PROBLEMS["hartmann6"], bench_problems.PROBLEMS["hartmann6-noisy"]
