@@ -190,7 +190,6 @@ class GPEICore:
         self._n_at_fit = 0  # observations at the last hyperparameter fit
         self._n_fits = 0
         self._cache: tuple[int, GaussianProcess, np.ndarray, float] | None = None
-        self._skill_cache: tuple[int, float] | None = None
 
     # ---- SearchCore ------------------------------------------------------------------------
     def ask(self, pending: np.ndarray) -> np.ndarray | None:
@@ -201,7 +200,7 @@ class GPEICore:
         if n + len(pending) < self._n_initial or n < 2 or np.ptp(self._y) == 0.0:
             return self._next_sobol()
         model, U_sorted, best = self._posterior()
-        if self._opt.min_loo_skill is not None and self._skill() <= self._opt.min_loo_skill:
+        if self._opt.min_loo_skill is not None and model.loo_skill() <= self._opt.min_loo_skill:
             return self._next_sobol()  # the model has not learned anything EI could use
         if len(pending):
             # Kriging believer: each pending point is fantasized at its posterior mean and joins
@@ -284,14 +283,6 @@ class GPEICore:
         u = block[self._sobol_drawn]
         self._sobol_drawn += 1
         return self._lat.snap(u)
-
-    def _skill(self) -> float:
-        """LOO skill of the current posterior, cached with it (one O(n^3) solve per new
-        observation, not per ask)."""
-        model = self._posterior()[0]
-        if self._skill_cache is None or self._skill_cache[0] != len(self._y):
-            self._skill_cache = (len(self._y), model.loo_skill())
-        return self._skill_cache[1]
 
     def _posterior(self) -> tuple[GaussianProcess, np.ndarray, float]:
         """The GP on the current observations (fitted when due), the observed points sorted

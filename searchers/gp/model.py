@@ -256,6 +256,7 @@ class GaussianProcess:
             L = cholesky_with_jitter(self.kernel(X, X) + self.noise * np.eye(len(z)))
         self.L = L  # (n, n)
         self.alpha = scipy.linalg.cho_solve((L, True), z)  # (n,)
+        self._loo_skill: float | None = None
 
     def predict(self, Xq: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Posterior mean (m,) and latent variance (m,) at ``Xq`` ((m, F))."""
@@ -285,8 +286,15 @@ class GaussianProcess:
         target), i.e. against the prior mean 0 (targets are standardized). 1: perfect; <= 0: the
         data teach the model nothing about a held-out point.
 
-        LOO residuals in closed form, [K^-1 z]_i / [K^-1]_ii (Rasmussen & Williams 5.12).
+        LOO residuals in closed form, [K^-1 z]_i / [K^-1]_ii (Rasmussen & Williams 5.12); an
+        O(n^3) solve, done once per posterior (the core reuses a posterior until the next
+        observation).
         """
+        if self._loo_skill is None:
+            self._loo_skill = self._compute_loo_skill()
+        return self._loo_skill
+
+    def _compute_loo_skill(self) -> float:
         n = len(self.z)
         baseline = float(np.mean(self.z**2)) if n else 0.0
         if n < 2 or baseline <= 0.0:
