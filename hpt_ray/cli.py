@@ -6,7 +6,7 @@ import argparse
 import json
 import os
 import sys
-import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -124,7 +124,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from hpt_ray.cluster import is_uri
     from hpt_ray.experiment import load_experiment
+    from hpt_ray.tuning import DEFAULT_STORAGE, claim_directory
 
     experiment = load_experiment(args.experiment)
     overrides = {
@@ -133,28 +135,28 @@ def _run(args: argparse.Namespace) -> int:
         if getattr(args, key) is not None
     }
     kwargs = {**experiment.kwargs, **overrides}
-    kwargs.setdefault("name", f"{Path(args.experiment).stem}-{time.strftime('%Y%m%d-%H%M%S')}")
     if args.address:
         kwargs["ray_address"] = args.address
     if args.quiet:
         kwargs["verbose"] = 0
-    _keep_experiment_file(args.experiment, {**overrides, "name": kwargs["name"]}, kwargs)
+    storage = kwargs.get("storage_path") or DEFAULT_STORAGE
+    if not is_uri(storage):
+        # Claim the run's directory first (a new one, or an error if the named one holds a
+        # run), then keep the file there, so that `hpt-ray resume DIR` rebuilds the experiment.
+        name, directory = claim_directory(
+            Path(storage).expanduser().resolve(),
+            kwargs.get("name"),
+            prefix=Path(args.experiment).stem,
+        )
+        kwargs["name"] = name
+        _keep_experiment_file(args.experiment, {**overrides, "name": name}, directory)
     return _tune_and_report(experiment, kwargs)
 
 
-def _keep_experiment_file(source: str, overrides: dict, kwargs: dict) -> None:
-    """Copy the file (with the command line's overrides) into the experiment directory, so that
-    `hpt-ray resume DIR` can rebuild the same experiment."""
+def _keep_experiment_file(source: str, overrides: dict, directory: Path) -> None:
+    """Copy the file (with the command line's overrides) into the experiment directory."""
     import yaml
 
-    from hpt_ray.cluster import is_uri
-    from hpt_ray.tuning import DEFAULT_STORAGE
-
-    storage = kwargs.get("storage_path") or DEFAULT_STORAGE
-    if is_uri(storage):
-        return
-    directory = Path(storage).expanduser().resolve() / kwargs["name"]
-    directory.mkdir(parents=True, exist_ok=True)
     document = yaml.safe_load(Path(source).read_text())
     document.update(overrides)
     (directory / "experiment.yaml").write_text(yaml.safe_dump(document, sort_keys=False))
@@ -187,9 +189,24 @@ def _resume(args: argparse.Namespace) -> int:
 
 def _tune_and_report(experiment: Any, kwargs: dict) -> int:
     from hpt_ray.results import leaderboard
-    from hpt_ray.tuning import tune_model
+    from hpt_ray.tuning import ExperimentInterrupted, TrialFailuresWarning, tune_model
 
-    result = tune_model(experiment.model, experiment.space, **kwargs)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", TrialFailuresWarning)
+            result = tune_model(experiment.model, experiment.space, **kwargs)
+    except ExperimentInterrupted as interrupt:
+        print(f"\nhpt-ray: {interrupt}", file=sys.stderr)
+        print(f"hpt-ray resume {interrupt.path}")
+        return 130
+    finally:
+        for warning in caught:
+            if issubclass(warning.category, TrialFailuresWarning):
+                print(f"hpt-ray: warning: {warning.message}", file=sys.stderr)
+            else:
+                warnings.showwarning(
+                    warning.message, warning.category, warning.filename, warning.lineno
+                )
     print()
     print(leaderboard(result.trials, metric=result.metric, mode=result.mode))
     print()

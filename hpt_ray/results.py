@@ -1,32 +1,49 @@
-"""Experiment results: one row per trial, kept current while the experiment runs, stored as
+"""Experiment results: one row per trial, durable as each trial finishes, stored as
 ``results.parquet``.
 
-The same table feeds ``TuneResult.trials``, ``hpt-ray show`` and ``TuneSearchCV.cv_results_``. The
-writer is a Ray
-Tune ``Callback`` on the driver: it rewrites ``results.parquet`` (atomically: temp file, then
-``os.replace``) when
-trials finish, so an experiment that dies keeps every trial that had completed before the crash.
+The same table feeds ``TuneResult.trials``, ``hpt-ray show`` and ``TuneSearchCV.cv_results_``.
+The writer is a Ray Tune ``Callback`` on the driver. Two files hold what it knows:
+
+- ``trials.jsonl``, an append-only log: a ``start`` line when a trial first starts (its exact
+  config, pickled, so a resumed run returns tuples as tuples) and an ``end`` line with the
+  trial's row each time it finishes. Each ``end`` line is flushed and ``fsync``-ed before the
+  driver moves on, so a crash (even a power cut) never loses a finished trial. A resumed run
+  reads the log back; the last ``end`` line of a trial wins.
+- ``results.parquet``, the table rebuilt from the records (atomically: temp file, then
+  ``os.replace``) at most once per ``min_write_interval_s`` while trials finish, and at the end.
 
 Columns of ``results.parquet``:
-    trial_id, status ("completed" | "stopped" early by the scheduler | "error" | "running" |
-    "pending" | "interrupted": in flight when an earlier driver died, unknown to the resumed run),
-    final_metric (last reported value of the experiment's metric), best_metric (best value over the
-    trial's
-    reports, in the experiment's mode), best_iteration, iterations (reports made), bad_reports
-    (reports whose metric
-    was missing, NaN, inf or not a number), wall_time_s, error, checkpoint (path of the latest
-    checkpoint),
-    config_json (the exact config), and one ``config/<name>`` column per parameter (nested keys
-    joined by "/").
+    trial_id; status (see ``STATUSES``); final_metric (last reported value of the experiment's
+    metric); best_metric (best value over the trial's reports, in the experiment's mode);
+    best_iteration; iterations (reports made); bad_reports (reports whose metric was NaN, inf or
+    not a number); wall_time_s; error (the exception's last line, or what the trainable reported
+    as ``trial_error``); checkpoint (path of the latest checkpoint); config_json (the config as
+    JSON); and one ``config/<name>`` column per parameter (nested keys joined by "/").
+
+Statuses are recorded from what ended each trial, not inferred from its length:
+    completed: the trainable returned (or reached the scheduler's ``max_t``);
+    stopped: the scheduler stopped it early (its STOP decision, which Ray marks with
+    ``done=True`` on the result it judged, before any callback sees that result);
+    diverged: the trainable ended itself and said why (``stop_reason="diverged"``);
+    error: the trainable raised, or reported ``trial_error`` (a scikit-learn fit that failed
+    under a numeric ``error_score``);
+    interrupted: still running when the experiment was interrupted (Ctrl-C) or its driver died;
+    ``hpt-ray resume`` runs it on, and its row is rewritten when it finishes;
+    timeout: still running when ``time_budget_s`` ran out;
+    running, pending: in flight (a snapshot of a running experiment).
 """
 
 from __future__ import annotations
 
+import base64
+import difflib
 import json
 import math
 import os
+import signal
 import tempfile
 import time
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,19 +52,95 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+from ray import cloudpickle
 from ray.tune import Callback
 
 RESULTS_FILE = "results.parquet"
+LOG_FILE = "trials.jsonl"
 META_FILE = "experiment.json"
 META_VERSION = 1
+LOG_VERSION = 1
 
-_STATUS = {
-    "TERMINATED": "completed",
-    "ERROR": "error",
-    "RUNNING": "running",
-    "PENDING": "pending",
-    "PAUSED": "pending",
-}
+STATUSES = (
+    "completed",
+    "stopped",
+    "diverged",
+    "error",
+    "interrupted",
+    "timeout",
+    "running",
+    "pending",
+)
+# A finished trial's row is final; a resumed run that runs it again (Ray's snapshot may lag our
+# log by up to a second) does not change it. Interrupted, timed-out and errored trials can run
+# again on resume (errored ones with --retry-errored), and their rows follow.
+FINAL_STATUSES = frozenset({"completed", "stopped", "diverged"})
+# Keys every Ray result carries: not the trainable's own metrics.
+RAY_KEYS = frozenset(
+    {
+        "time_this_iter_s",
+        "done",
+        "training_iteration",
+        "trial_id",
+        "date",
+        "timestamp",
+        "time_total_s",
+        "pid",
+        "hostname",
+        "node_ip",
+        "config",
+        "time_since_restore",
+        "iterations_since_restore",
+        "checkpoint_dir_name",
+        "experiment_tag",
+        "should_checkpoint",
+    }
+)
+
+
+class MetricNotReportedError(ValueError):
+    """The experiment's metric is not among the keys the trainable reports."""
+
+
+def missing_metric_message(metric: str, keys: list[str], *, who: str) -> str:
+    """The message for a metric that ``who`` does not report: the keys it does, the closest."""
+    close = difflib.get_close_matches(metric, keys, n=1, cutoff=0.5)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    shown = ", ".join(repr(k) for k in sorted(keys)) or "none"
+    return f"metric: {who} does not report {metric!r}; it reports {shown}{hint}"
+
+
+def _sigint_sentinel(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+class SigintWatch:
+    """Tells whether Ray Tune's fit ended because of Ctrl-C (SIGINT).
+
+    Ray installs its own SIGINT handler for the fit; on the first signal it stops the loop,
+    saves its state, puts back the handler it found, and returns normally. We install a
+    sentinel just before the fit, so that after (or at the experiment's end) the sentinel being
+    the handler again means the signal came. Outside the main thread neither does anything.
+    """
+
+    def __enter__(self) -> SigintWatch:
+        self._previous: Any = None
+        try:
+            self._previous = signal.signal(signal.SIGINT, _sigint_sentinel)
+        except ValueError:  # not the main thread: Ray does not catch signals either
+            self._previous = None
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+    @staticmethod
+    def interrupted() -> bool:
+        try:
+            return signal.getsignal(signal.SIGINT) is _sigint_sentinel
+        except ValueError:
+            return False
 
 
 def finite_metric(value: Any) -> float | None:
@@ -103,20 +196,123 @@ class _TrialRecord:
     error: str | None = None
     checkpoint: str | None = None
     last_result: dict[str, Any] = field(default_factory=dict)
+    # The scheduler said STOP at the last report (Ray sets done=True on that result).
+    stop_decided: bool = False
+    ended: bool = False
+
+
+class TrialLog:
+    """``trials.jsonl``: append-only, one JSON object per line (see the module docstring)."""
+
+    def __init__(self, directory: str | os.PathLike[str]) -> None:
+        self.path = Path(directory) / LOG_FILE
+        self._handle: Any = None
+
+    def append(self, entry: Mapping[str, Any], *, durable: bool) -> None:
+        if self._handle is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            created = not self.path.exists()
+            self._handle = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 (kept open)
+            if created:
+                _fsync_directory(self.path.parent)
+        self._handle.write(json.dumps({"v": LOG_VERSION, **entry}, allow_nan=True) + "\n")
+        self._handle.flush()
+        if durable:
+            os.fsync(self._handle.fileno())
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Ray pickles callbacks into its experiment state: an open file does not travel.
+        return {"path": self.path, "_handle": None}
+
+
+def read_log(directory: str | os.PathLike[str]) -> dict[str, _TrialRecord]:
+    """The records in ``directory/trials.jsonl``, in first-start order (empty if there is none).
+
+    A line cut short by a crash mid-write (only ever the last one) is skipped with a warning.
+    """
+    path = Path(directory) / LOG_FILE
+    records: dict[str, _TrialRecord] = {}
+    if not path.exists():
+        return records
+    lines = path.read_text(encoding="utf-8").splitlines()
+    for number, line in enumerate(lines, start=1):
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError:
+            warnings.warn(
+                f"{path}:{number}: an unreadable line (cut short by a crash?) is skipped",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            continue
+        trial_id = str(entry["trial_id"])
+        config = _unpickle_config(entry["config"]) if "config" in entry else None
+        record = records.get(trial_id)
+        if record is None:
+            record = _TrialRecord(trial_id=trial_id, config=config or {})
+            records[trial_id] = record
+        elif config is not None:
+            record.config = config
+        if entry.get("event") == "end":
+            row = entry["row"]
+            for name in (
+                "status",
+                "final_metric",
+                "best_metric",
+                "best_iteration",
+                "iterations",
+                "bad_reports",
+                "wall_time_s",
+                "error",
+                "checkpoint",
+            ):
+                setattr(record, name, row[name])
+            record.last_result = dict(entry.get("last_result") or {})
+            record.ended = True
+    return records
+
+
+def _pickle_config(config: Mapping[str, Any]) -> str:
+    return base64.b64encode(cloudpickle.dumps(dict(config))).decode("ascii")
+
+
+def _unpickle_config(text: str) -> dict[str, Any]:
+    # Our own log, written by this module for this experiment (as Ray's own tuner.pkl is).
+    return dict(cloudpickle.loads(base64.b64decode(text)))
+
+
+def _fsync_directory(directory: Path) -> None:
+    # A new file's name is durable only once its directory is synced (POSIX).
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 class ResultsWriter(Callback):
-    """Keeps one record per trial and writes ``results.parquet`` into ``directory``.
+    """Keeps one record per trial; logs each finished trial durably and writes the table.
 
     Args:
         directory: the experiment directory (created if needed).
         metric, mode: the experiment's objective.
-        max_t: reports a trial makes when run to the end; a trial that ends earlier without error
-            was stopped
-            by the scheduler. None when unknown.
-        min_write_interval_s: at most one rewrite per interval while trials finish (always one at
-            the end);
-            keeps the driver loop cheap with thousands of short trials.
+        max_t: reports a trial makes when run to the end (the scheduler's ``max_t``): a STOP at
+            or after it is the normal end of a trial, not an early stop. None when unknown.
+        time_budget_s: the experiment's time budget, if any: trials still running when it ran
+            out are ``timeout``, not ``interrupted``.
+        min_write_interval_s: at most one rewrite of ``results.parquet`` per interval while
+            trials finish (always one at the end); the log makes every finished trial durable
+            at once, so the table can lag.
     """
 
     def __init__(
@@ -126,45 +322,34 @@ class ResultsWriter(Callback):
         metric: str,
         mode: str,
         max_t: int | None = None,
+        time_budget_s: float | None = None,
         min_write_interval_s: float = 1.0,
     ) -> None:
         self.directory = Path(directory)
         self.metric = metric
         self.mode = mode
         self.max_t = max_t
+        self.time_budget_s = time_budget_s
         self.min_write_interval_s = min_write_interval_s
         self.records: dict[str, _TrialRecord] = {}
-        # Trials that had finished before a crash keep their row as it was: Ray's snapshot may
-        # lag our table by up to a second, and then Ray runs such a trial again (same id).
+        self.log = TrialLog(self.directory)
         self._frozen: set[str] = set()
+        self._metric_seen = False
         self._last_write = 0.0
+        self._started = time.monotonic()
 
     # -- Ray Tune callback hooks, in lifecycle order -------------------------------------------
     def setup(self, **info: Any) -> None:
-        """On a resumed experiment, start from the rows already on disk.
-
-        Ray restores trials from its last state snapshot; a trial that finished after that
-        snapshot is still in our table, and keeps its row while Ray runs it again (same id).
-        """
-        path = self.directory / RESULTS_FILE
-        if self.records or not path.exists():
+        """Start from the log of an earlier run of this experiment (a resume), if any."""
+        self._started = time.monotonic()
+        if self.records:
             return
-        for row in pq.read_table(path).to_pandas().to_dict("records"):
-            config = json.loads(row["config_json"])
-            record = _TrialRecord(trial_id=str(row["trial_id"]), config=config)
-            record.status = str(row["status"])
-            record.final_metric = _optional_float(row.get("final_metric"))
-            record.best_metric = _optional_float(row.get("best_metric"))
-            best_iteration = row.get("best_iteration")
-            record.best_iteration = None if pd.isna(best_iteration) else int(best_iteration)
-            record.iterations = int(row.get("iterations") or 0)
-            record.bad_reports = int(row.get("bad_reports") or 0)
-            record.wall_time_s = float(row.get("wall_time_s") or 0.0)
-            record.error = None if pd.isna(row.get("error")) else str(row.get("error"))
-            record.checkpoint = None if pd.isna(row.get("checkpoint")) else str(row["checkpoint"])
-            self.records[record.trial_id] = record
-            if record.status in ("completed", "stopped"):
+        self.records = read_log(self.directory)
+        for record in self.records.values():
+            if record.status in FINAL_STATUSES:
                 self._frozen.add(record.trial_id)
+            if record.final_metric is not None or record.best_metric is not None:
+                self._metric_seen = True
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         if trial.trial_id in self._frozen:
@@ -176,6 +361,15 @@ class ResultsWriter(Callback):
     ) -> None:
         if trial.trial_id in self._frozen:
             return
+        if self.metric in result:
+            self._metric_seen = True
+        elif not self._metric_seen:
+            # No report so far has carried the metric: a typo, or the wrong trainable. Ray's own
+            # check is off (it would also end the run on one hostile report later on).
+            keys = [k for k in result if k not in RAY_KEYS and not k.startswith("config/")]
+            raise MetricNotReportedError(
+                missing_metric_message(self.metric, keys, who=f"trial {trial.trial_id}")
+            )
         record = self._record(trial)
         record.status = "running"
         self._add_result(record, result)
@@ -184,10 +378,11 @@ class ResultsWriter(Callback):
         if trial.trial_id in self._frozen:
             return
         record = self._record(trial)
-        stopped = self.max_t is not None and record.iterations < self.max_t
-        record.status = "stopped" if stopped else "completed"
+        record.status = self._ended_status(record)
+        if record.status == "error":
+            record.error = str(record.last_result.get("trial_error"))
         record.checkpoint = _checkpoint_path(trial)
-        self._write(force=False)
+        self._end(record)
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         if trial.trial_id in self._frozen:
@@ -196,39 +391,36 @@ class ResultsWriter(Callback):
         record.status = "error"
         record.error = _error_text(trial)
         record.checkpoint = _checkpoint_path(trial)
-        self._write(force=False)
+        self._end(record)
 
     def on_experiment_end(self, trials: list, **info: Any) -> None:
-        # Rows in trial creation order (Tune's list), not start order: the grid searcher's order is
-        # scikit-learn's ParameterGrid order, which TuneSearchCV's tie-breaking depends on.
         order = {trial.trial_id: i for i, trial in enumerate(trials)}
+        cut = "timeout" if self._out_of_time() else "interrupted"
+        for trial in trials:
+            record = self._record(trial)
+            if trial.trial_id in self._frozen or record.ended:
+                continue
+            if record.status in ("running", "pending"):
+                if str(getattr(trial, "status", "")) == "PENDING" and not record.iterations:
+                    continue  # never started: a pending row, nothing to keep
+                # Still running when the loop ended: Ctrl-C, or the time budget ran out.
+                record.status = cut
+                record.checkpoint = record.checkpoint or _checkpoint_path(trial)
+                self._end(record)
         for trial_id, record in self.records.items():
             if trial_id not in order and record.status in ("running", "pending"):
                 # In flight when an earlier driver died, after Ray's last snapshot: Ray does not
                 # know it, and its budget slot went to a new trial. Its partial row is kept.
                 record.status = "interrupted"
+        # Rows in trial creation order (Tune's list), not start order: the grid searcher's order
+        # is scikit-learn's ParameterGrid order, which TuneSearchCV's tie-breaking depends on.
         self.records = dict(
             sorted(self.records.items(), key=lambda item: order.get(item[0], len(order)))
         )
-        for trial in trials:
-            record = self._record(trial)
-            last = getattr(trial, "last_result", None) or {}
-            if trial.trial_id not in self._frozen and int(
-                last.get("training_iteration") or 0
-            ) > record.iterations:
-                # Ended before a crash, after our last (throttled) write: Ray's restored trial
-                # holds its last result.
-                self._add_result(record, last)
-            if record.status in ("running", "pending"):
-                record.status = _STATUS.get(str(trial.status), record.status)
-                if record.status == "completed" and self.max_t is not None:
-                    record.status = "stopped" if record.iterations < self.max_t else "completed"
-            if record.checkpoint is None:
-                record.checkpoint = _checkpoint_path(trial)
         self._write(force=True)
+        self.log.close()
 
-    # -- table ------------------------------------------------------------------------------
-    # -----------
+    # -- table ---------------------------------------------------------------------------------
     def frame(self) -> pd.DataFrame:
         """The trials table (see the module docstring), in trial creation order."""
         return records_to_frame(list(self.records.values()))
@@ -238,12 +430,22 @@ class ResultsWriter(Callback):
         if record is None:
             record = _TrialRecord(trial_id=trial.trial_id, config=dict(trial.config))
             self.records[trial.trial_id] = record
+            self.log.append(
+                {
+                    "event": "start",
+                    "trial_id": record.trial_id,
+                    "config": _pickle_config(record.config),
+                },
+                durable=False,
+            )
         return record
 
     def _add_result(self, record: _TrialRecord, result: Mapping[str, Any]) -> None:
         record.last_result = dict(result)
+        record.ended = False
         record.iterations = int(result.get("training_iteration", record.iterations + 1))
         record.wall_time_s = float(result.get("time_total_s", record.wall_time_s))
+        record.stop_decided = bool(result.get("done"))
         value = finite_metric(result.get(self.metric))
         record.final_metric = value
         if value is None:
@@ -253,16 +455,57 @@ class ResultsWriter(Callback):
             record.best_metric = value
             record.best_iteration = record.iterations
 
+    def _ended_status(self, record: _TrialRecord) -> str:
+        last = record.last_result
+        if last.get("trial_error"):
+            return "error"
+        if last.get("stop_reason") == "diverged":
+            return "diverged"
+        if record.stop_decided and (self.max_t is None or record.iterations < self.max_t):
+            return "stopped"
+        return "completed"
+
+    def _out_of_time(self) -> bool:
+        if self.time_budget_s is None or SigintWatch.interrupted():
+            return False
+        return time.monotonic() - self._started >= self.time_budget_s
+
+    def _end(self, record: _TrialRecord) -> None:
+        """Log the finished trial durably, then (throttled) rewrite the table."""
+        record.ended = True
+        row = {
+            name: getattr(record, name)
+            for name in (
+                "status",
+                "final_metric",
+                "best_metric",
+                "best_iteration",
+                "iterations",
+                "bad_reports",
+                "wall_time_s",
+                "error",
+                "checkpoint",
+            )
+        }
+        self.log.append(
+            {
+                "event": "end",
+                "trial_id": record.trial_id,
+                "row": row,
+                "last_result": to_jsonable(
+                    {k: v for k, v in record.last_result.items() if k != "config"}
+                ),
+            },
+            durable=True,
+        )
+        self._write(force=False)
+
     def _write(self, *, force: bool) -> None:
         now = time.monotonic()
         if not force and now - self._last_write < self.min_write_interval_s:
             return
         write_results(self.frame(), self.directory)
         self._last_write = now
-
-
-def _optional_float(value: Any) -> float | None:
-    return None if value is None or pd.isna(value) else float(value)
 
 
 def _better(a: float, b: float, mode: str) -> bool:

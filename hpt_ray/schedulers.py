@@ -145,6 +145,7 @@ class SafeScheduler(TrialScheduler):
         self._worst: float | None = None
         self._warned = False
         self._state_dir: str | None = None
+        self._restore = False
         self._last_save = 0.0
         self._snapshot_budget = 0.0
         self._snapshot_due = False
@@ -152,9 +153,16 @@ class SafeScheduler(TrialScheduler):
         self._bound_at = 0.0
 
     def bind(
-        self, directory: str | os.PathLike[str], *, snapshot_budget: float = 0.0
+        self,
+        directory: str | os.PathLike[str],
+        *,
+        snapshot_budget: float = 0.0,
+        restore: bool = False,
     ) -> None:
         """Persist the wrapped scheduler's state in ``directory`` (see the class docstring).
+
+        ``restore``: this run resumes the experiment in ``directory``, so the state saved there
+        is loaded; a new run never reads a state file (another run's rungs must not leak in).
 
         ``snapshot_budget``: also make Ray save its experiment state in the step in which a trial
         is added, not only on its one-second timer, while those saves have taken at most this
@@ -166,8 +174,15 @@ class SafeScheduler(TrialScheduler):
         with trials of a fraction of a second the budget runs out and the timer takes over.
         """
         self._state_dir = os.fspath(directory)
+        self._restore = bool(restore)
         self._snapshot_budget = float(snapshot_budget)
         self._bound_at = time.monotonic()
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # Ray's Tuner.restore brings the scheduler back by unpickling the one pickled at the
+        # first start; a new run always builds a new one. So an unpickled scheduler is resuming.
+        self.__dict__.update(state)
+        self._restore = True
 
     @property
     def metric(self) -> str | None:
@@ -268,7 +283,7 @@ class SafeScheduler(TrialScheduler):
 
     def _load_state(self) -> bool:
         """Load the wrapped scheduler saved by an earlier run of this experiment, if any."""
-        if self._state_dir is None:
+        if self._state_dir is None or not self._restore:
             return False
         path = os.path.join(self._state_dir, self.STATE_FILE)
         if not os.path.exists(path):

@@ -1,24 +1,29 @@
 """``tune_model``: tune a scikit-learn estimator or a PyTorch model factory in one call, on Ray
 Tune.
 
-The call validates everything it can (model, data, space, searcher, scheduler, resources) before
-Ray starts a
-trial, runs a ``ray.tune.Tuner``, and returns a ``TuneResult`` built from the same trials table
-that is written to
-``<storage_path>/<name>/results.parquet``.
+The call validates everything it can (model, data, space, metric, searcher, scheduler,
+resources) before Ray starts a trial, runs a ``ray.tune.Tuner``, and returns a ``TuneResult``
+built from the same trials table that is written to ``<storage_path>/<name>/results.parquet``.
+
+One directory holds one run: a new run never reads or overwrites an earlier run's files (an
+explicit ``name`` that already holds a run is an `ExperimentExistsError`; without a name each
+run gets a new directory), and only ``resume=True`` continues one.
 """
 
 from __future__ import annotations
 
 import contextlib
 import inspect
-import json
+import logging
 import math
 import os
+import re
+import secrets
 import tempfile
 import time
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,13 +44,17 @@ from hpt_ray.cluster import (
 )
 from hpt_ray.progress import ProgressPrinter
 from hpt_ray.results import (
+    LOG_FILE,
     META_FILE,
     RESULTS_FILE,
+    MetricNotReportedError,
     ResultsWriter,
+    SigintWatch,
     best_row,
-    read_results,
+    missing_metric_message,
+    read_log,
+    records_to_frame,
     write_metadata,
-    write_results,
 )
 from hpt_ray.schedulers import SafeScheduler, make_scheduler
 from hpt_ray.spaces import to_tune_space, validate_space
@@ -60,18 +69,35 @@ DEFAULT_STORAGE = "hpt_ray_results"
 PENDING_TIMEOUT_S = float(os.environ.get("HPT_RAY_PENDING_TIMEOUT_S", "900"))
 
 
+class ExperimentExistsError(ValueError):
+    """The experiment directory already holds a run, and ``resume`` was not asked for."""
+
+
+class ExperimentInterrupted(KeyboardInterrupt):
+    """The run was interrupted (Ctrl-C); everything that finished is on disk and it can resume.
+
+    A ``KeyboardInterrupt``, so code that does not catch it stops as on any Ctrl-C.
+    Attributes: ``path`` (the experiment directory or URI), ``frame`` (the trials table).
+    """
+
+    def __init__(self, message: str, *, path: str, frame: pd.DataFrame) -> None:
+        super().__init__(message)
+        self.path = path
+        self.frame = frame
+
+
 @dataclass
 class TuneResult:
     """What a tuning run found.
 
     Attributes:
-        best_config: the configuration of the best trial (by its final reported metric).
+        best_config: the configuration of the best trial (by its final reported metric), exactly
+            as the trial got it (tuples stay tuples, also after a resume).
         best_score: that trial's final metric value (None if no trial reported a finite value).
         best_checkpoint: the best trial's latest ``ray.tune.Checkpoint`` (PyTorch trials), else
             None.
-        trials: one row per trial (see ``hpt_ray.results``): config columns, final and best metric,
-            status,
-            iterations run, wall time, error.
+        trials: one row per trial (see ``hpt_ray.results``): config columns, final and best
+            metric, status, iterations run, wall time, error.
         path: the experiment directory, holding ``results.parquet`` and Ray's own files.
         metric, mode: the objective the run optimized.
         result_grid: Ray's ``ResultGrid`` for anything else (per-trial metric histories, logs).
@@ -85,6 +111,24 @@ class TuneResult:
     metric: str
     mode: str
     result_grid: Any = None
+    _build_model: Any = field(default=None, repr=False, compare=False)
+
+    def best_model(self) -> Any:
+        """The best trial's model, ready to predict.
+
+        PyTorch: the module of the best trial's last checkpoint with the run's preprocessing
+        (it takes raw features), in eval mode (see ``hpt_ray.load_model``). scikit-learn: a
+        clone of the estimator with ``best_config``, refit on all the data (both splits, or
+        every fold), as GridSearchCV's ``refit=True`` does.
+        """
+        if self.best_config is None:
+            raise ValueError(
+                f"best_model: no trial reported a finite {self.metric!r}, so there is no best "
+                "model (see result.trials['status'] and ['error'])"
+            )
+        if self._build_model is None:
+            raise ValueError("best_model: this result was not made by tune_model")
+        return self._build_model(self)
 
     def __repr__(self) -> str:
         return (
@@ -205,7 +249,8 @@ def tune_model(
         max_concurrent=max_concurrent,
         time_budget_s=time_budget_s,
         storage_path=storage_path,
-        name=name or plan.default_name,
+        name=name,
+        name_prefix=plan.label,
         verbose=verbose,
         ray_address=ray_address,
         metadata=plan.metadata,
@@ -222,7 +267,7 @@ def tune_model(
             if (result.metrics or {}).get("trial_id") == best["trial_id"]:
                 best_checkpoint = result.checkpoint
                 break
-    return TuneResult(
+    result = TuneResult(
         best_config=None if best is None else run.configs[best["trial_id"]],
         best_score=None if best is None else float(best["final_metric"]),
         best_checkpoint=best_checkpoint,
@@ -231,7 +276,68 @@ def tune_model(
         metric=plan.metric,
         mode=plan.mode,
         result_grid=run.result_grid,
+        _build_model=plan.build_model,
     )
+    _warn_failures(run.frame, plan.metric)
+    return result
+
+
+def load_model(checkpoint: Any) -> Any:
+    """A PyTorch trial's checkpoint (a ``ray.tune.Checkpoint`` or its directory) as a module
+    ready to predict on raw features: the run's standardization inside, in eval mode, on the
+    CPU (``trainables.torch_trainable.load_model``)."""
+    from trainables.torch_trainable import load_model as load_torch_model
+
+    return load_torch_model(checkpoint)
+
+
+def _torch_best_model(result: TuneResult) -> Any:
+    if result.best_checkpoint is None:
+        raise ValueError(
+            f"best_model: the best trial left no checkpoint (its row: {result.path}); a "
+            "PyTorch trial checkpoints every epoch, so it ended before its first epoch did"
+        )
+    return load_model(result.best_checkpoint)
+
+
+def _sklearn_refit(estimator: Any, dataset: Dataset) -> Any:
+    from sklearn.base import clone
+
+    def refit(result: TuneResult) -> Any:
+        model = clone(estimator).set_params(**clone(result.best_config, safe=False))
+        return model.fit(dataset.X, dataset.y)
+
+    return refit
+
+
+def _warn_failures(frame: pd.DataFrame, metric: str) -> None:
+    """One line at the end of every run that had failing, diverged or NaN-reporting trials."""
+    if frame.empty:
+        return
+    parts = []
+    errors = frame[frame["status"] == "error"]
+    if len(errors):
+        kinds = errors["error"].fillna("error").value_counts()
+        top = "; ".join(
+            f"{text} (x{n})" if n > 1 else str(text) for text, n in kinds.head(3).items()
+        )
+        parts.append(f"{len(errors)} of {len(frame)} trials failed: {top}")
+    diverged = int((frame["status"] == "diverged").sum())
+    if diverged:
+        parts.append(f"{diverged} diverged")
+    bad = int((frame["bad_reports"].fillna(0) > 0).sum())
+    if bad:
+        parts.append(f"{bad} reported a NaN, infinite or non-numeric {metric!r}")
+    if parts:
+        warnings.warn(
+            "hpt_ray: " + "; ".join(parts) + " (see result.trials['status'] and ['error'])",
+            TrialFailuresWarning,
+            stacklevel=3,
+        )
+
+
+class TrialFailuresWarning(UserWarning):
+    """Some trials of a run failed, diverged or reported non-finite metrics."""
 
 
 @dataclass
@@ -244,9 +350,10 @@ class _Plan:
     scheduler: Any
     max_t: int
     num_samples: int
-    default_name: str
+    label: str
     metadata: dict[str, Any]
     resources: dict[str, float]
+    build_model: Any
 
 
 def plan_experiment(
@@ -288,10 +395,28 @@ def plan_experiment(
                 "metric: with several scorers, name the one to optimize, "
                 "e.g. metric='mean_test_accuracy'"
             )
-        fn = make_sklearn_trainable(model, cv=splits, scoring=scoring, max_stages=max_stages)
-        max_t = _max_stages(model, tune_space, max_stages)
+        # A failing fit fails its trial (with its message in the table); staging only helps a
+        # scheduler that stops trials early, and partial_fit epochs do not score as fit does.
+        staged = not (isinstance(scheduler, str) and scheduler.lower() == "fifo")
+        fn = make_sklearn_trainable(
+            model,
+            cv=splits,
+            scoring=scoring,
+            max_stages=max_stages,
+            error_score="raise",
+            staged=staged,
+            data=dataset,
+        )
+        max_t = _max_stages(model, tune_space, max_stages) if staged else 1
         metric, mode = metric or default_metric, mode or "max"
+        _check_metric(
+            metric,
+            _sklearn_keys(scoring, splits),
+            who=f"{type(model).__name__} trials (the scorer's mean is mean_test_<name>; "
+            "name the scorer with scoring=, e.g. scoring='accuracy')",
+        )
         label = type(model).__name__
+        build_model: Any = _sklearn_refit(model, dataset)
     else:
         if cv is not None or scoring is not None:
             raise ValueError(
@@ -312,7 +437,7 @@ def plan_experiment(
         # pay for it.
         from trainables.torch_trainable import make_torch_trainable
 
-        fn = make_torch_trainable(model, task=dataset.task, epochs=epochs)
+        fn = make_torch_trainable(model, task=dataset.task, epochs=epochs, data=dataset)
         max_t = epochs
         if dataset.task == "classification":
             metric, mode = (
@@ -324,9 +449,11 @@ def plan_experiment(
                 metric or "val_loss",
                 mode or ("min" if metric in (None, "val_loss") else None),
             )
+        _check_metric(metric, _torch_keys(dataset.task), who="PyTorch trials")
         if mode is None:
             raise ValueError(f"mode: say whether {metric!r} should be 'min'imized or 'max'imized")
         label = getattr(model, "__name__", type(model).__name__)
+        build_model = _torch_best_model
         if seed is not None and "seed" not in tune_space:
             tune_space["seed"] = seed
 
@@ -365,9 +492,10 @@ def plan_experiment(
         scheduler=sched,
         max_t=max_t,
         num_samples=num_samples,
-        default_name=f"{label}-{time.strftime('%Y%m%d-%H%M%S')}",
+        label=label,
         metadata=metadata,
         resources=resources,
+        build_model=build_model,
     )
 
 
@@ -385,6 +513,7 @@ def run_experiment(
     time_budget_s: float | None = None,
     storage_path: str | os.PathLike[str] | None = None,
     name: str | None = None,
+    name_prefix: str = "experiment",
     verbose: int = 1,
     ray_address: str | None = None,
     metadata: Mapping[str, Any] | None = None,
@@ -419,50 +548,61 @@ def run_experiment(
         raise ValueError(f"max_failures must be an integer >= 0, got {max_failures!r}")
     if fail_fast and max_failures:
         raise ValueError("fail_fast stops at the first failure: use max_failures=0 with it")
-    if max_concurrent is not None and (not isinstance(max_concurrent, int) or max_concurrent < 1):
+    if max_concurrent is not None and (
+        not isinstance(max_concurrent, int)
+        or isinstance(max_concurrent, bool)
+        or max_concurrent < 1
+    ):
         raise ValueError(
             f"max_concurrent must be a positive integer or None, got {max_concurrent!r}"
         )
     if time_budget_s is not None and not (
-        isinstance(time_budget_s, (int, float)) and time_budget_s > 0
+        isinstance(time_budget_s, (int, float))
+        and not isinstance(time_budget_s, bool)
+        and time_budget_s > 0
     ):
         raise ValueError(
             f"time_budget_s must be a positive number of seconds, got {time_budget_s!r}"
         )
-    name = name or f"experiment-{time.strftime('%Y%m%d-%H%M%S')}"
     remote = storage_path is not None and is_uri(storage_path)
     if remote:
         # Ray writes trial data to the URI itself; our table is kept in a local staging
         # directory and uploaded when the run ends.
         storage: str | Path = str(storage_path).rstrip("/")
+        name = name or unique_name(name_prefix)
         directory = Path(tempfile.gettempdir()) / "hpt_ray_staging" / name
         location = f"{storage}/{name}"
     else:
         storage = Path(storage_path or DEFAULT_STORAGE).expanduser().resolve()
-        directory = storage / name
+        name, directory = claim_directory(storage, name, prefix=name_prefix, resume=resume)
         location = str(directory)
     ensure_ray(ray_address, log_to_driver=verbose >= 2)
     verdict = "fits" if resources is None else check_feasible(resources)
 
-    writer = ResultsWriter(directory, metric=metric, mode=mode, max_t=max_t)
+    writer = ResultsWriter(
+        directory, metric=metric, mode=mode, max_t=max_t, time_budget_s=time_budget_s
+    )
     callbacks: list[Any] = [writer]
     if verdict == "autoscaler":
         timeout = PENDING_TIMEOUT_S if pending_timeout_s is None else pending_timeout_s
         callbacks.append(make_pending_timeout(timeout))
     if verbose >= 1:
         callbacks.append(ProgressPrinter(writer, total=num_samples))
+    restoring = bool(resume) and tune.Tuner.can_restore(str(directory))
+    if resume and not restoring and holds_run(directory):
+        raise ValueError(
+            f"resume: {directory} has results but no Ray experiment state to resume from"
+        )
     write_metadata(
         directory, {**dict(metadata or {}), "metric": metric, "mode": mode, "name": name}
     )
     if isinstance(scheduler, SafeScheduler):
-        directory.mkdir(parents=True, exist_ok=True)
         # Exact resume (a Ray state save per added trial) for at most 2% of the wall time;
         # HPT_RAY_SNAPSHOT_BUDGET sets the fraction (0: Ray's one-second timer only, 1: always).
-        scheduler.bind(directory, snapshot_budget=0.0 if remote else snapshot_budget())
-    restoring = bool(resume) and tune.Tuner.can_restore(str(directory))
-    if resume and not restoring and (directory / RESULTS_FILE).exists():
-        raise ValueError(
-            f"resume: {directory} has results but no Ray experiment state to resume from"
+        scheduler.bind(
+            directory,
+            snapshot_budget=0.0 if remote else snapshot_budget(),
+            restore=restoring,
         )
     tuner = tune.Tuner(
         trainable,
@@ -475,9 +615,8 @@ def run_experiment(
             num_samples=num_samples,
             max_concurrent_trials=max_concurrent,
             time_budget_s=time_budget_s,
-            # One actor per trial costs ~1.5 s of process start on 2 cores; reusing
-            # actors made 12 short
-            # trials 13x faster here (19.0 s -> 1.5 s, /tmp measurement noted in BENCHMARKS.md).
+            # One actor per trial costs ~1.5 s of process start on 2 cores; reusing actors made
+            # 12 short trials 13x faster here (19.0 s -> 1.5 s, noted in BENCHMARKS.md).
             reuse_actors=True,
         ),
         run_config=tune.RunConfig(
@@ -494,43 +633,90 @@ def run_experiment(
     )
     if restoring:
         # Tune restores the searcher (from its own snapshot), the trials and the callbacks as
-        # they were pickled at the first start; our writer reloads its rows in setup().
+        # they were pickled at the first start; our writer reloads its log in setup().
         tuner = tune.Tuner.restore(
             str(directory),
             trainable=trainable,
             resume_errored=retry_errored,
             param_space=dict(space),
         )
-    with _ray_output(verbose):
+    with _ray_output(verbose), SigintWatch() as watch:
         try:
             result_grid = tuner.fit()
         except Exception as exc:
             # Tune wraps a callback's exception (TuneError); surface ours with its message.
-            cause = _find_cause(exc, InfeasibleResourcesError)
-            if cause is not None:
-                raise cause from exc
+            for kind in (InfeasibleResourcesError, MetricNotReportedError):
+                cause = _find_cause(exc, kind)
+                if cause is not None:
+                    raise cause from exc
             raise
-    if restoring:
-        # The restored run used the writer pickled at the first start; its table is on disk.
-        frame = read_results(directory)
-        configs = {
-            str(t): json.loads(c)
-            for t, c in zip(frame["trial_id"], frame["config_json"], strict=True)
-        }
-        return _Run(
-            frame=frame, last_results={}, configs=configs, result_grid=result_grid, path=location
-        )
-    frame = writer.frame()
-    write_results(frame, directory)
+        interrupted = watch.interrupted()
+    # The log holds every trial this experiment ran, with its exact config, also the ones of
+    # an earlier session when resumed (its writer was the one pickled at the first start).
+    records = read_log(directory)
+    frame = records_to_frame(list(records.values()))
     if remote:
-        upload_files(directory, location, [RESULTS_FILE, META_FILE])
+        upload_files(directory, location, [RESULTS_FILE, META_FILE, LOG_FILE])
+    if interrupted:
+        raise ExperimentInterrupted(
+            f"interrupted: {len(frame)} trials are recorded in {location}; continue with "
+            f"`hpt-ray resume {location}` (from Python: the same call with resume=True)",
+            path=location,
+            frame=frame,
+        )
     return _Run(
         frame=frame,
-        last_results={tid: r.last_result for tid, r in writer.records.items()},
-        configs={tid: r.config for tid, r in writer.records.items()},
+        last_results={tid: r.last_result for tid, r in records.items()},
+        configs={tid: r.config for tid, r in records.items()},
         result_grid=result_grid,
         path=location,
     )
+
+
+def holds_run(directory: str | os.PathLike[str]) -> bool:
+    """Whether ``directory`` holds (part of) a run: our log or table, or Ray's own state."""
+    path = Path(directory)
+    if not path.is_dir():
+        return False
+    names = {LOG_FILE, RESULTS_FILE, "tuner.pkl", SafeScheduler.STATE_FILE}
+    return any((path / n).exists() for n in names) or any(path.glob("experiment_state-*.json"))
+
+
+def unique_name(prefix: str) -> str:
+    """``<prefix>-<YYYYmmdd-HHMMSS>-<4 hex>``: two runs started in the same second differ."""
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "-", prefix).strip("-") or "experiment"
+    return f"{safe}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
+
+
+def claim_directory(
+    storage: Path, name: str | None, *, prefix: str = "experiment", resume: bool = False
+) -> tuple[str, Path]:
+    """The run's directory: a new one for a new run, never an earlier run's.
+
+    Without a ``name`` a fresh one is made (`unique_name`). An explicit ``name`` whose directory
+    already holds a run needs ``resume=True``; otherwise an `ExperimentExistsError` says how to
+    go on. Nothing is deleted.
+    """
+    if name is None:
+        storage.mkdir(parents=True, exist_ok=True)
+        while True:
+            name = unique_name(prefix)
+            try:
+                (storage / name).mkdir()
+            except FileExistsError:
+                continue
+            return name, storage / name
+    if not isinstance(name, str) or not name or "/" in name or name in (".", ".."):
+        raise ValueError(f"name must be a directory name (no '/'), got {name!r}")
+    directory = storage / name
+    if not resume and holds_run(directory):
+        raise ExperimentExistsError(
+            f"name: {directory} already holds a run. To continue it: resume=True (CLI: "
+            f"`hpt-ray resume {directory}`); to start a new run: give another name (CLI: "
+            "--name NEW), or omit the name for a fresh directory; nothing was changed"
+        )
+    directory.mkdir(parents=True, exist_ok=True)
+    return name, directory
 
 
 def _find_cause(exc: BaseException, kind: type[BaseException]) -> BaseException | None:
@@ -570,11 +756,19 @@ def _ray_output(verbose: int) -> Iterator[None]:
     added = [k for k in quiet if k not in os.environ]
     for key in added:
         os.environ[key] = quiet[key]
+    # After Ctrl-C Ray names its own Tuner.restore; ExperimentInterrupted names `hpt-ray resume`.
+    tune_logger = logging.getLogger("ray.tune.tune")
+    tune_logger.addFilter(_drop_ray_restore_hint)
     try:
         yield
     finally:
+        tune_logger.removeFilter(_drop_ray_restore_hint)
         for key in added:
             os.environ.pop(key, None)
+
+
+def _drop_ray_restore_hint(record: logging.LogRecord) -> bool:
+    return "Tuner.restore(" not in record.getMessage()
 
 
 def grid_size(space: Mapping[str, Any], options: Mapping[str, Any] | None = None) -> int:
@@ -649,6 +843,32 @@ def _max_stages(estimator: Any, space: Mapping[str, Any], max_stages: int) -> in
     from sklearn.base import clone
 
     return n_stages(clone(estimator).set_params(**{k: 10**6 for k in staged}), max_stages)
+
+
+def _check_metric(metric: str, keys: list[str], *, who: str) -> None:
+    """A metric the built-in trainable never reports is refused before any trial."""
+    if metric not in keys:
+        raise MetricNotReportedError(missing_metric_message(metric, keys, who=who))
+
+
+def _sklearn_keys(scoring: Any, splits: Any) -> list[str]:
+    """The keys a scikit-learn trial reports (``trainables.sklearn_trainable``'s docstring)."""
+    if isinstance(scoring, (Mapping, list, tuple, set)):
+        names = [str(k) for k in scoring]
+    else:
+        names = ["score"]
+    n_splits = 1 if splits is None else len(splits)
+    keys = ["stage", "mean_fit_time", "std_fit_time", "mean_score_time", "std_score_time"]
+    for name in names:
+        keys += [f"mean_test_{name}", f"std_test_{name}"]
+        keys += [f"split{i}_test_{name}" for i in range(n_splits)]
+    return keys
+
+
+def _torch_keys(task: str) -> list[str]:
+    """The keys a PyTorch trial reports (``trainables.torch_trainable``'s docstring)."""
+    quality = "val_accuracy" if task == "classification" else "val_r2"
+    return ["epoch", "train_loss", "val_loss", quality]
 
 
 def _materialize_cv(cv: Any, estimator: Any, dataset: Dataset) -> Any:

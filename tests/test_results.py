@@ -10,10 +10,13 @@ import pandas as pd
 import pytest
 
 from hpt_ray.results import (
+    LOG_FILE,
+    MetricNotReportedError,
     ResultsWriter,
     best_row,
     finite_metric,
     leaderboard,
+    read_log,
     read_results,
     write_results,
 )
@@ -32,6 +35,7 @@ def _writer(tmp_path, mode="max"):
         _trial("t1", {"lr": 0.01, "act": "tanh", "opt": {"name": "sgd"}, "mixed": "auto"}),
         _trial("t2", {"lr": 0.5, "act": "relu", "opt": {"name": "sgd"}, "mixed": 3}),
     ]
+    # t1 is stopped by the scheduler at its 2nd report: Ray marks that result done=True.
     history = {"t0": [0.5, 0.7, 0.6], "t1": [0.4, float("nan")], "t2": [0.9, None, 0.95]}
     for trial in trials:
         writer.on_trial_start(0, trials, trial)
@@ -39,10 +43,102 @@ def _writer(tmp_path, mode="max"):
             result = {"training_iteration": i, "time_total_s": 0.1 * i}
             if value is not None:
                 result["acc"] = value
+            if trial.trial_id == "t1" and i == 2:
+                result["done"] = True
             writer.on_trial_result(0, trials, trial, result)
         writer.on_trial_complete(0, trials, trial)
     writer.on_experiment_end(trials)
     return writer
+
+
+def _run_one(writer, trial, results, *, end="complete"):
+    writer.on_trial_start(0, [trial], trial)
+    for i, extra in enumerate(results, start=1):
+        writer.on_trial_result(0, [trial], trial, {"training_iteration": i, **extra})
+    if end == "complete":
+        writer.on_trial_complete(0, [trial], trial)
+    elif end == "error":
+        writer.on_trial_error(0, [trial], trial)
+
+
+@pytest.mark.parametrize(
+    ("results", "status"),
+    [
+        # A trial that ends itself before max_t (RandomForest with n_estimators=3 of max_t=10)
+        # is completed, not stopped: the old table inferred "stopped" from its length.
+        ([{"acc": 0.5}] * 3, "completed"),
+        ([{"acc": 0.5}, {"acc": 0.6, "done": True}], "stopped"),
+        # A STOP at max_t is the scheduler's formality: the trial ran to its end.
+        ([{"acc": 0.5}] * 9 + [{"acc": 0.6, "done": True}], "completed"),
+        ([{"acc": 0.5}, {"acc": float("nan"), "stop_reason": "diverged"}], "diverged"),
+        ([{"acc": float("nan"), "trial_error": "ValueError: bad C"}], "error"),
+    ],
+)
+def test_status_is_what_ended_the_trial(tmp_path, results, status):
+    writer = ResultsWriter(tmp_path, metric="acc", mode="max", max_t=10, min_write_interval_s=0)
+    trial = _trial("t", {"x": 1})
+    _run_one(writer, trial, results)
+    row = writer.frame().iloc[0]
+    assert row["status"] == status
+    if status == "error":
+        assert row["error"] == "ValueError: bad C"
+
+
+def test_finished_rows_are_durable_before_the_next_trial(tmp_path):
+    """Each finished trial is in the fsynced log when its callback returns, whatever the table's
+    throttle; a new writer (a resumed run) reads it back with the exact config."""
+    writer = ResultsWriter(tmp_path, metric="acc", mode="max", max_t=3, min_write_interval_s=3600)
+    first = _trial("a", {"shape": (2, 3), "x": 0.1})
+    _run_one(writer, first, [{"acc": 0.5}, {"acc": 0.7}, {"acc": 0.6}])
+    second = _trial("b", {"shape": (4,), "x": 0.2})
+    _run_one(writer, second, [{"acc": 0.9}])
+    records = read_log(tmp_path)  # no on_experiment_end: the driver "crashed" here
+    assert list(records) == ["a", "b"]
+    assert records["a"].status == "completed"
+    assert (records["a"].final_metric, records["a"].best_metric) == (0.6, 0.7)
+    assert records["a"].config == {"shape": (2, 3), "x": 0.1}  # a tuple stays a tuple
+    # A line cut short by a crash mid-write is skipped, not fatal.
+    with open(tmp_path / LOG_FILE, "a") as handle:
+        handle.write('{"v": 1, "event": "end", "trial_id": "c", "ro')
+    with pytest.warns(RuntimeWarning, match="unreadable line"):
+        assert list(read_log(tmp_path)) == ["a", "b"]
+
+
+def test_resumed_writer_keeps_finished_rows_and_rewrites_interrupted_ones(tmp_path):
+    writer = ResultsWriter(tmp_path, metric="acc", mode="max", max_t=3, min_write_interval_s=0)
+    done = _trial("done", {"x": 1})
+    _run_one(writer, done, [{"acc": 0.5}] * 3)
+    cut = _trial("cut", {"x": 2})
+    _run_one(writer, cut, [{"acc": 0.1}], end=None)
+    writer.on_experiment_end([done, cut])  # Ctrl-C: "cut" was still running
+    assert list(writer.frame()["status"]) == ["completed", "interrupted"]
+
+    resumed = ResultsWriter(tmp_path, metric="acc", mode="max", max_t=3, min_write_interval_s=0)
+    resumed.setup()
+    # Ray reruns "done" (its snapshot lagged) and continues "cut" from its checkpoint.
+    resumed.on_trial_result(0, [done], done, {"training_iteration": 3, "acc": 0.01})
+    for i in (2, 3):
+        resumed.on_trial_result(0, [cut], cut, {"training_iteration": i, "acc": 0.2 * i})
+    resumed.on_trial_complete(0, [cut], cut)
+    resumed.on_experiment_end([done, cut])
+    frame = resumed.frame().set_index("trial_id")
+    assert frame.loc["done", "final_metric"] == 0.5
+    assert (frame.loc["cut", "status"], frame.loc["cut", "iterations"]) == ("completed", 3)
+    assert frame.loc["cut", "final_metric"] == pytest.approx(0.6)
+
+
+def test_missing_metric_before_any_report_had_it_stops_the_run(tmp_path):
+    writer = ResultsWriter(tmp_path, metric="val_acc", mode="max", min_write_interval_s=0)
+    trial = _trial("t", {"x": 1})
+    writer.on_trial_start(0, [trial], trial)
+    with pytest.raises(MetricNotReportedError, match=r"'val_acc'.*'val_accuracy'.*did you mean"):
+        writer.on_trial_result(
+            0, [trial], trial, {"training_iteration": 1, "val_accuracy": 0.9, "val_loss": 0.3}
+        )
+    # Once the metric has been seen, a report without it is a bad report (hostile metrics).
+    writer = ResultsWriter(tmp_path / "b", metric="acc", mode="max", min_write_interval_s=0)
+    _run_one(writer, trial, [{"acc": 0.5}, {"other": 1.0}, {"acc": 0.7}])
+    assert writer.frame().iloc[0]["bad_reports"] == 1
 
 
 def test_rows_record_history_status_and_bad_reports(tmp_path):
@@ -54,7 +150,7 @@ def test_rows_record_history_status_and_bad_reports(tmp_path):
     assert t0["iterations"] == 3
     assert math.isnan(t1["final_metric"])
     assert t1["bad_reports"] == 1
-    assert t1["status"] == "stopped"
+    assert t1["status"] == "stopped"  # the scheduler's STOP (done=True), recorded
     assert (t2["final_metric"], t2["best_metric"], t2["bad_reports"]) == (0.95, 0.95, 1)
     assert json.loads(t2["config_json"]) == {
         "lr": 0.5,
