@@ -155,7 +155,11 @@ def _readonly_type(name: str) -> bool:
 
 
 def ray_resource_names(resources: Mapping[str, float]) -> dict[str, float]:
-    """Our spec ({"cpu", "gpu", "memory", custom}) in Ray's node resource names, zeros dropped."""
+    """Our spec ({"cpu", "gpu", "memory", custom}) in Ray's node resource names, zeros dropped.
+
+    >>> ray_resource_names({"cpu": 1, "gpu": 0.5, "memory": 0, "accelerator_a10g": 1})
+    {'CPU': 1.0, 'GPU': 0.5, 'accelerator_a10g': 1.0}
+    """
     names = {"cpu": "CPU", "gpu": "GPU", "memory": "memory"}
     return {names.get(k, k): float(v) for k, v in resources.items() if float(v) > 0}
 
@@ -297,7 +301,14 @@ def follow_logs(
 
 
 def results_location(logs: str) -> str | None:
-    """The last ``results: PATH`` line ``hpt-ray run`` printed, if any."""
+    """The last ``results: PATH`` line ``hpt-ray run`` printed, if any.
+
+    >>> logs = ["trial 1 done", "results: s3://bucket/hpt/digits/results.parquet"]
+    >>> results_location("\\n".join(logs))
+    's3://bucket/hpt/digits/results.parquet'
+    >>> results_location("the job failed before the run") is None
+    True
+    """
     found = None
     for line in logs.splitlines():
         if line.startswith("results: "):
@@ -309,7 +320,11 @@ def results_location(logs: str) -> str | None:
 
 
 def is_uri(path: str | os.PathLike[str]) -> bool:
-    """True for ``scheme://...`` storage (s3, gs, file, ...), False for a local path."""
+    """True for ``scheme://...`` storage (s3, gs, file, ...), False for a local path.
+
+    >>> is_uri("s3://bucket/hpt"), is_uri("hpt_ray_results")
+    (True, False)
+    """
     return "://" in str(path)
 
 

@@ -1,7 +1,7 @@
 """Experiment files: a YAML document that says what ``tune_model`` should run, checked field by
 field.
 
-Example (see ``scripts/examples/``)::
+Example (see ``scripts/examples/``; tests/test_docstrings.py loads and checks this one)::
 
     name: digits-mlp
     model: trainables.torch_trainable:mlp     # or sklearn.ensemble.RandomForestClassifier
@@ -24,15 +24,12 @@ Example (see ``scripts/examples/``)::
       hidden_size: {choice: [32, 64, 128]}
       n_layers: {randint: [1, 4]}         # Ray semantics: upper bound excluded
       dropout: {uniform: [0.0, 0.5]}
-      optimizer: [adam, adamw]            # a plain list is a choice (a grid axis with searcher:
-          grid)
+      optimizer: [adam, adamw]            # a list is a choice (a grid axis with searcher: grid)
       batch_size: 64                      # a scalar is a constant
 
 A space entry is ``{<domain>: [args...]}`` for the Ray Tune domains uniform, quniform, loguniform,
-qloguniform,
-randint, qrandint, lograndint, qlograndint, choice and grid_search (arguments as in ``ray.tune``),
-a list, a
-scalar, or a nested mapping of such entries.
+qloguniform, randint, qrandint, lograndint, qlograndint, choice and grid_search (arguments as in
+``ray.tune``), a list, a scalar, or a nested mapping of such entries.
 """
 
 from __future__ import annotations

@@ -68,7 +68,6 @@ class ProgressPrinter(Callback):
         line = (
             f"[{time.monotonic() - self._start:6.1f}s] trials {done}/{total} done: "
             f"{counts['completed']} completed, {counts['stopped']} stopped early, "
-            f"{counts['error']} failed, "
-            f"{counts['running']} running{best}"
+            f"{counts['error']} failed, {counts['running']} running{best}"
         )
         print(line, file=self.stream or sys.stdout, flush=True)

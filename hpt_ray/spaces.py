@@ -3,15 +3,23 @@ translated to them.
 
 Accepted for each parameter (nested dicts allowed for PyTorch configs):
     - a Ray Tune domain: ``tune.uniform``, ``loguniform``, ``quniform``, ``qloguniform``,
-      ``randint``,
-      ``lograndint``, ``qrandint``, ``qlograndint``, ``choice``, ``grid_search``;
+      ``randint``, ``lograndint``, ``qrandint``, ``qlograndint``, ``choice``, ``grid_search``;
     - a list or tuple (scikit-learn style): a choice, or a grid axis when the searcher is
       ``"grid"``;
-    - a frozen ``scipy.stats`` distribution from the bounded families ``uniform``, ``loguniform`` /
-      ``reciprocal`` and ``randint``: translated to the matching Tune domain, so model-based
-      searchers see its
-      bounds rather than an opaque sampler;
+    - a frozen ``scipy.stats`` distribution from the bounded families ``uniform``, ``loguniform``
+      / ``reciprocal`` and ``randint``: translated to the matching Tune domain, so model-based
+      searchers see its bounds rather than an opaque sampler;
     - anything else is a constant.
+
+>>> from scipy import stats
+>>> from hpt_ray.spaces import to_tune_space
+>>> space = to_tune_space({"C": stats.loguniform(1e-3, 1e2), "kernel": ["rbf", "linear"]})
+>>> type(space["C"]).__name__, space["C"].lower, space["C"].upper
+('Float', 0.001, 100.0)
+>>> space["kernel"].categories
+['rbf', 'linear']
+>>> to_tune_space({"kernel": ["rbf", "linear"]}, grid=True)
+{'kernel': {'grid_search': ['rbf', 'linear']}}
 
 ``validate_space`` runs before Ray starts any trial and raises ``ValueError`` naming the parameter
 and the fix.
@@ -69,14 +77,12 @@ def _from_scipy(path: str, frozen: Any) -> Domain:
     if name in ("loguniform", "reciprocal"):
         return tune.loguniform(low, high)
     if name == "randint":
-        # scipy's support is inclusive of high - 1; tune.randint excludes its upper
-        # bound: same set.
+        # scipy's support ends at high - 1 inclusive; tune.randint excludes its upper bound.
         return tune.randint(int(low), int(high) + 1)
     raise ValueError(
         f"space: parameter {path!r} uses scipy.stats.{name}, which has no bounded equivalent "
-        "our searchers can "
-        "model; use scipy.stats.uniform / loguniform / randint, or a tune domain such as "
-        "tune.loguniform(low, high)"
+        "our searchers can model; use scipy.stats.uniform / loguniform / randint, or a tune "
+        "domain such as tune.loguniform(low, high)"
     )
 
 
@@ -88,10 +94,9 @@ def validate_space(
 ) -> None:
     """Check a translated space before any trial starts.
 
-    Raises ValueError for an empty choice, lower >= upper, log bounds <= 0, unsupported domains, a
-    grid with a
-    searcher that cannot do grids, and (for a scikit-learn estimator) a parameter ``get_params``
-    does not list.
+    Raises ValueError for an empty choice, lower >= upper, log bounds <= 0, unsupported domains,
+    a grid with a searcher that cannot do grids, and (for a scikit-learn estimator) a parameter
+    ``get_params`` does not list.
     """
     if not space:
         raise ValueError("space: the search space is empty; give at least one parameter to tune")
@@ -100,8 +105,7 @@ def validate_space(
         raise ValueError(
             f"space: parameter {grid_names[0]!r} is a grid (tune.grid_search, or a list with "
             f"searcher='grid'), but searcher {searcher!r} cannot enumerate grids; use "
-            "searcher='grid', or tune.choice([...]) "
-            "to let the searcher pick among the values"
+            "searcher='grid', or tune.choice([...]) to let the searcher pick among the values"
         )
     from_ray(space, allow_grid=bool(grid_names))
     if estimator is not None:
@@ -114,8 +118,7 @@ def _check_estimator_params(space: Mapping[str, Any], estimator: Any) -> None:
         if isinstance(value, Mapping) and "grid_search" not in value:
             raise ValueError(
                 f"space: parameter {name!r} is a nested dict, but scikit-learn parameters are "
-                "flat; "
-                "name nested estimator parameters with '__' (e.g. 'clf__C')"
+                "flat; name nested estimator parameters with '__' (e.g. 'clf__C')"
             )
         if name not in valid:
             from difflib import get_close_matches
