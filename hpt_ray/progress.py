@@ -4,11 +4,19 @@ from __future__ import annotations
 
 import sys
 import time
+from collections import Counter
 from typing import Any, TextIO
 
 from ray.tune import Callback
 
 from hpt_ray.results import ResultsWriter
+
+# Statuses shown in the line only when some trial has them, with their label.
+RARE_STATUSES: dict[str, str] = {
+    "diverged": "diverged",
+    "interrupted": "interrupted",
+    "timeout": "timed out",
+}
 
 
 class ProgressPrinter(Callback):
@@ -53,21 +61,22 @@ class ProgressPrinter(Callback):
     def _print(self) -> None:
         self._last = time.monotonic()
         records = list(self.writer.records.values())
-        counts = {s: 0 for s in ("completed", "stopped", "error", "running")}
-        for r in records:
-            if r.status in counts:
-                counts[r.status] += 1
-        done = counts["completed"] + counts["stopped"] + counts["error"]
+        counts = Counter(r.status for r in records)
+        # Every status but running/pending ends a trial (results.STATUSES); the rarer ones are
+        # named only when they occur, so the usual line stays short.
+        done = sum(n for status, n in counts.items() if status not in ("running", "pending"))
         total = "?" if self.total is None or self.total < 0 else str(self.total)
-        finite = [r for r in records if r.final_metric is not None]
+        rare = [(s, label) for s, label in RARE_STATUSES.items() if counts[s]]
         best = ""
-        if finite:
-            pick = max if self.writer.mode == "max" else min
-            top = pick(finite, key=lambda r: r.final_metric)
-            best = f" | best {self.writer.metric}={top.final_metric:.5g} ({top.trial_id})"
+        scored = [(value, r.trial_id) for r in records if (value := r.final_metric) is not None]
+        if scored:
+            value, trial_id = max(scored) if self.writer.mode == "max" else min(scored)
+            best = f" | best {self.writer.metric}={value:.5g} ({trial_id})"
         line = (
             f"[{time.monotonic() - self._start:6.1f}s] trials {done}/{total} done: "
             f"{counts['completed']} completed, {counts['stopped']} stopped early, "
-            f"{counts['error']} failed, {counts['running']} running{best}"
+            f"{counts['error']} failed, "
+            + "".join(f"{counts[s]} {label}, " for s, label in rare)
+            + f"{counts['running']} running{best}"
         )
         print(line, file=self.stream or sys.stdout, flush=True)
