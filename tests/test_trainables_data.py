@@ -5,7 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from trainables.data import MAX_INFERRED_CLASSES, Dataset, dataset_names, infer_task, load_data
+from trainables.data import (
+    MAX_INFERRED_CLASSES,
+    Dataset,
+    check_finite,
+    dataset_names,
+    infer_task,
+    load_data,
+)
 
 
 @pytest.mark.parametrize(
@@ -115,3 +122,75 @@ def test_option_errors() -> None:
     with pytest.raises(TypeError, match="dataset name"):
         load_data(42)
     assert dataset_names() == ["breast_cancer", "diabetes", "digits", "iris", "wine"]
+
+
+def _with_bad_values() -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 5))
+    X[[2, 5, 9], 3] = np.nan
+    X[7, 1] = np.inf
+    return X, rng.normal(size=40)
+
+
+def test_check_finite_names_split_column_and_counts_for_arrays() -> None:
+    X, y = _with_bad_values()
+    data = load_data(((X[:30], y[:30]), (X[30:], y[30:])))
+    with pytest.raises(ValueError, match="X has values the model cannot take") as err:
+        check_finite(data)
+    message = str(err.value)
+    assert "in the training split, column 1 (1 inf), column 3 (3 NaN)" in message
+    assert "validation split" not in message
+    assert "Impute them" in message
+    assert "drop those rows" in message
+    X_val = X[30:].copy()
+    X_val[0, 4] = -np.inf
+    with pytest.raises(ValueError, match=r"in the validation split, column 4 \(1 inf\)"):
+        check_finite(load_data(((X[:30], y[:30]), (X_val, y[30:]))))
+
+
+def test_check_finite_names_dataframe_columns() -> None:
+    pd = pytest.importorskip("pandas")
+    X, y = _with_bad_values()
+    frame = pd.DataFrame(X, columns=["age", "sex", "bmi", "bp", "s1"])
+    frame["city"] = ["a", None] + ["b"] * 38  # a string column: missing values count as NaN
+    data = load_data((frame, y), seed=0)
+    assert data.feature_names == ("age", "sex", "bmi", "bp", "s1", "city")
+    with pytest.raises(ValueError, match="X has values the model cannot take") as err:
+        check_finite(data)
+    message = str(err.value)
+    # load_data's seeded split put all the bad rows in the training split.
+    assert (
+        "in the training split, column 'sex' (1 inf), column 'bp' (3 NaN), column 'city' (1 NaN)."
+        in message
+    )
+    assert "column 3" not in message
+    # A DataFrame kept as is (TuneSearchCV's cross-validation data): checked once as "the data".
+    same = Dataset(
+        X=frame, y=y, X_train=frame, y_train=y, X_val=frame, y_val=y, task="regression",
+        n_features=6, n_classes=None, classes=None, name="arrays",
+    )  # fmt: skip
+    with pytest.raises(
+        ValueError, match=r"in the data, column 'sex' \(1 inf\), column 'bp' \(3 NaN\)"
+    ):
+        check_finite(same)
+
+
+def test_check_finite_allow_nan_still_refuses_inf_and_bad_targets() -> None:
+    X, y = _with_bad_values()
+    X[7, 1] = 0.0  # only NaN left
+    data = load_data(((X[:30], y[:30]), (X[30:], y[30:])))
+    check_finite(data, allow_nan=True)
+    with pytest.raises(ValueError, match=r"column 3 \(3 NaN\)"):
+        check_finite(data)
+    X[7, 1] = np.inf
+    with pytest.raises(ValueError, match=r"column 1 \(1 inf\)\. Replace inf") as err:
+        check_finite(load_data(((X[:30], y[:30]), (X[30:], y[30:]))), allow_nan=True)
+    assert "NaN" not in str(err.value).split(".")[0]
+    y_bad = y.copy()
+    y_bad[[31, 33]] = np.nan
+    clean = np.ones((40, 2))
+    with pytest.raises(ValueError, match=r"y \(the target\).*in the validation split, 2 NaN"):
+        check_finite(
+            load_data(((clean[:30], y_bad[:30]), (clean[30:], y_bad[30:]))), allow_nan=True
+        )
+    check_finite(load_data("digits"))  # clean data passes

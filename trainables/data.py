@@ -11,13 +11,17 @@ Notation: ``X: (n_samples, n_features)``, ``y: (n_samples,)``. ``Dataset.X, Data
 the labelled data (train + validation, what cross-validation splits); ``X_train, y_train, X_val,
 y_val`` hold the hold-out split that the PyTorch trainable and ``cv=None`` scikit-learn trials use.
 
-Arrays are converted to numpy (pandas objects become plain arrays, so column names are not kept).
-Features keep their dtype (a scikit-learn pipeline may encode strings itself); the PyTorch
-trainable converts them to float32 and says so if it cannot.
+Arrays are converted to numpy (pandas objects become plain arrays; a DataFrame's column names are
+kept in ``Dataset.feature_names`` for messages). Features keep their dtype (a scikit-learn pipeline
+may encode strings itself); the PyTorch trainable converts them to float32 and says so if it
+cannot. `check_finite` refuses NaN/inf that a model cannot take, naming the split and column; it
+is called by the trainables while a run is planned, not by `load_data` (some scikit-learn
+estimators take NaN).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -63,6 +67,8 @@ class Dataset:
             integer targets map ``y`` to indices into this array.
         name: the bundled dataset name, "arrays" for an ``(X, y)`` pair, "split" for an explicit
             split.
+        feature_names: the column names when X was given as a pandas DataFrame, else None
+            (messages then say "column 3", counting from 0).
     """
 
     X: np.ndarray
@@ -76,6 +82,7 @@ class Dataset:
     n_classes: int | None
     classes: np.ndarray | None
     name: str
+    feature_names: tuple[str, ...] | None = None
 
     @property
     def n_samples(self) -> int:
@@ -123,7 +130,13 @@ def load_data(
             return _from_split(first, second, task=task)
         X, y = _as_arrays(first, second, where="data")
         return _from_arrays(
-            X, y, validation_fraction=validation_fraction, seed=seed, task=task, name="arrays"
+            X,
+            y,
+            validation_fraction=validation_fraction,
+            seed=seed,
+            task=task,
+            name="arrays",
+            feature_names=_column_names(first),
         )
     raise TypeError(
         f"data must be a dataset name (one of {dataset_names()}), an (X, y) pair or "
@@ -141,7 +154,80 @@ def infer_task(y: np.ndarray) -> Task:
     return "regression"
 
 
+def check_finite(dataset: Dataset, *, allow_nan: bool = False) -> None:
+    """Refuse NaN/inf values that a model cannot take, naming the split, the column and the count.
+
+    X is checked for inf always, and for NaN unless `allow_nan` (estimators that handle missing
+    values themselves, such as ``HistGradientBoostingClassifier``). y is always checked: a
+    missing target can be neither trained on nor scored. When the training and validation fields
+    hold the same arrays (cross-validation data), they are checked once, as "the data".
+    Non-numeric columns (strings) are checked for missing values (None, NaN) only.
+
+    Args:
+        dataset: the data of a run (see `load_data`).
+        allow_nan: accept NaN (and None) in X; inf is still refused.
+
+    Raises:
+        ValueError: naming each split ("the training split", "the validation split") and each
+            offending column (its DataFrame name, else "column 3", counting from 0) with its
+            number of NaN and inf values, and the fix (impute, or drop the rows).
+
+    >>> import numpy as np
+    >>> X = np.ones((6, 4)); X[1, 3] = np.nan
+    >>> check_finite(load_data(((X[:4], np.arange(4.0)), (X[4:], np.arange(2.0)))))
+    Traceback (most recent call last):
+    ...
+    ValueError: X has values the model cannot take: in the training split, column 3 (1 NaN). ...
+    """
+    if dataset.X_train is dataset.X_val and dataset.y_train is dataset.y_val:
+        splits = [("the data", dataset.X_train, dataset.y_train)]
+    else:
+        splits = [
+            ("the training split", dataset.X_train, dataset.y_train),
+            ("the validation split", dataset.X_val, dataset.y_val),
+        ]
+    x_parts: list[str] = []
+    y_parts: list[str] = []
+    for where, X, y in splits:
+        names = _column_names(X) or dataset.feature_names
+        shown = [
+            f"{_describe_column(j, names)} ({_describe_counts(0 if allow_nan else n_nan, n_inf)})"
+            for j, n_nan, n_inf in _nonfinite_columns(X)
+            if n_inf or (n_nan and not allow_nan)
+        ]
+        if shown:
+            more = len(shown) - _MAX_COLUMNS_NAMED
+            listed = ", ".join(shown[:_MAX_COLUMNS_NAMED])
+            if more > 0:
+                listed += f" and {more} more columns"
+            x_parts.append(f"in {where}, {listed}")
+        if y is not None:
+            n_nan, n_inf = _nonfinite_counts(np.asarray(y).ravel())
+            if n_nan or n_inf:
+                y_parts.append(f"in {where}, {_describe_counts(n_nan, n_inf)}")
+    messages = []
+    if x_parts:
+        if allow_nan:
+            fix = "Replace inf by NaN or a finite value, or drop those rows, before tuning."
+        else:
+            fix = (
+                "Impute them (e.g. sklearn.impute.SimpleImputer, fitted on the training rows) "
+                "or drop those rows before tuning."
+            )
+        messages.append(f"X has values the model cannot take: {'; '.join(x_parts)}. {fix}")
+    if y_parts:
+        messages.append(
+            f"y (the target) has NaN/inf values: {'; '.join(y_parts)}. Drop those rows: a "
+            "missing target can be neither trained on nor scored."
+        )
+    if messages:
+        raise ValueError(" Also, ".join(messages))
+
+
 # ----------------------------------------------------------------------------------- helpers
+
+# Columns listed by name in a `check_finite` message; the rest are counted.
+_MAX_COLUMNS_NAMED = 10
 
 
 def _load_bundled(
@@ -172,6 +258,7 @@ def _from_arrays(
     seed: int,
     task: str | None,
     name: str,
+    feature_names: tuple[str, ...] | None = None,
 ) -> Dataset:
     if not (isinstance(validation_fraction, float | int) and 0.0 < validation_fraction < 1.0):
         raise ValueError(
@@ -209,7 +296,9 @@ def _from_arrays(
     X_train, X_val, y_train, y_val = train_test_split(
         X, y, test_size=validation_fraction, random_state=seed, shuffle=True, stratify=stratify
     )
-    return _make(X, y, X_train, y_train, X_val, y_val, task=resolved, name=name)
+    return _make(
+        X, y, X_train, y_train, X_val, y_val, task=resolved, name=name, feature_names=feature_names
+    )
 
 
 def _from_split(train: Any, val: Any, *, task: str | None) -> Dataset:
@@ -225,7 +314,17 @@ def _from_split(train: Any, val: Any, *, task: str | None) -> Dataset:
     resolved = _resolve_task(y, task)
     if resolved == "classification" and np.unique(y_train).size < 2:
         raise ValueError("classification needs at least 2 distinct labels in y_train.")
-    return _make(X, y, X_train, y_train, X_val, y_val, task=resolved, name="split")
+    return _make(
+        X,
+        y,
+        X_train,
+        y_train,
+        X_val,
+        y_val,
+        task=resolved,
+        name="split",
+        feature_names=_column_names(train[0]),
+    )
 
 
 def _make(
@@ -238,6 +337,7 @@ def _make(
     *,
     task: Task,
     name: str,
+    feature_names: tuple[str, ...] | None = None,
 ) -> Dataset:
     classes = np.unique(y) if task == "classification" else None
     return Dataset(
@@ -252,6 +352,7 @@ def _make(
         n_classes=None if classes is None else int(classes.size),
         classes=classes,
         name=name,
+        feature_names=feature_names,
     )
 
 
@@ -300,3 +401,83 @@ def _as_arrays(X: Any, y: Any, *, where: str) -> tuple[np.ndarray, np.ndarray]:
             "labels); pass one label per row."
         )
     return X, y
+
+
+def _column_names(X: Any) -> tuple[str, ...] | None:
+    """A DataFrame's column names as strings (ints stay readable: 3 -> "3"), else None."""
+    columns = getattr(X, "columns", None)
+    if columns is None or np.ndim(X) != 2:
+        return None
+    return tuple(str(c) for c in columns)
+
+
+def _describe_column(j: int, names: tuple[str, ...] | None) -> str:
+    if names is not None and j < len(names):
+        return f"column {names[j]!r}"
+    return f"column {j}"
+
+
+def _describe_counts(n_nan: int, n_inf: int) -> str:
+    parts = [f"{n_nan} NaN"] if n_nan else []
+    return ", ".join([*parts, f"{n_inf} inf"] if n_inf else parts)
+
+
+def _nonfinite_columns(X: Any) -> list[tuple[int, int, int]]:
+    """``(column index, NaN count, inf count)`` for every column of X holding NaN or inf.
+
+    X is a numpy array, a pandas DataFrame or a scipy sparse matrix ``(n, n_features)``.
+    """
+    if hasattr(X, "iloc") and np.ndim(X) == 2:  # a DataFrame: dtypes differ per column
+        from pandas.api.types import is_numeric_dtype
+
+        out = []
+        for j in range(X.shape[1]):
+            column = X.iloc[:, j]
+            if is_numeric_dtype(column.dtype):
+                values = column.to_numpy(dtype=np.float64, na_value=np.nan)  # (n,)
+            else:
+                values = column.to_numpy(dtype=object)  # (n,)
+            n_nan, n_inf = _nonfinite_counts(values)
+            if n_nan or n_inf:
+                out.append((j, n_nan, n_inf))
+        return out
+    import scipy.sparse
+
+    if scipy.sparse.issparse(X):
+        coo = X.tocoo()
+        if coo.data.dtype.kind not in "fc":
+            return []
+        n_columns = X.shape[1]
+        nan = np.bincount(coo.col[np.isnan(coo.data)], minlength=n_columns)  # (n_features,)
+        inf = np.bincount(coo.col[np.isinf(coo.data)], minlength=n_columns)  # (n_features,)
+        return [(int(j), int(nan[j]), int(inf[j])) for j in np.flatnonzero(nan + inf)]
+    X = np.asarray(X)
+    if X.ndim != 2:
+        return []
+    if X.dtype.kind in "fc":
+        if np.isfinite(X).all():
+            return []
+        nan = np.isnan(X).sum(axis=0)  # (n_features,)
+        inf = np.isinf(X).sum(axis=0)  # (n_features,)
+        return [(int(j), int(nan[j]), int(inf[j])) for j in np.flatnonzero(nan + inf)]
+    if X.dtype.kind != "O":
+        return []  # integers, booleans and strings hold neither NaN nor inf
+    out = []
+    for j in range(X.shape[1]):
+        n_nan, n_inf = _nonfinite_counts(X[:, j])
+        if n_nan or n_inf:
+            out.append((j, n_nan, n_inf))
+    return out
+
+
+def _nonfinite_counts(values: np.ndarray) -> tuple[int, int]:
+    """NaN (None, pandas NA, NaT in object arrays) and inf counts of a 1-D array."""
+    if values.dtype.kind in "fc":
+        return int(np.isnan(values).sum()), int(np.isinf(values).sum())
+    if values.dtype.kind != "O":
+        return 0, 0
+    import pandas as pd
+
+    n_nan = int(pd.isna(values).sum())
+    n_inf = sum(1 for v in values if isinstance(v, float | np.floating) and math.isinf(v))
+    return n_nan, n_inf
