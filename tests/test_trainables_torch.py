@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -57,7 +58,7 @@ def test_reports_every_epoch_with_a_checkpoint(digits: Dataset, tmp_path: Path) 
         assert len(result.best_checkpoints) == 3
         with result.checkpoint.as_directory() as directory:
             state = torch.load(os.path.join(directory, "state.pt"), weights_only=True)
-        assert (state["epoch"], state["seed"], state["version"]) == (3, 0, 1)
+        assert (state["epoch"], state["seed"], state["version"]) == (3, 0, 2)
 
 
 @pytest.mark.slow
@@ -169,3 +170,43 @@ def test_wrong_output_shape_is_explained(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="made for task='regression'"):
         run_torch_trial(mlp, {}, data, task="regression", defaults=TorchTrainingDefaults())
     assert np.isfinite(data.X_train).all()
+
+
+@pytest.mark.slow
+def test_divergence_ends_the_trial_with_a_stop_reason(digits: Dataset, tmp_path: Path) -> None:
+    fn = make_torch_trainable(mlp, task="classification", epochs=4, optimizer="sgd")
+    space = {"lr": tune.grid_search([1e-2, 1e6]), "hidden_size": 16, "n_layers": 1}
+    results = _run(tune.with_parameters(fn, data=digits), space, tmp_path)
+    by_lr = {r.config["lr"]: r for r in results}
+    diverged = by_lr[1e6]
+    history = diverged.metrics_dataframe
+    assert diverged.metrics["stop_reason"] == "diverged"
+    assert history["epoch"].tolist() == [1]  # lr=1e6 blows up within the first epoch
+    assert not math.isfinite(diverged.metrics["train_loss"])
+    # NaN, not the share of class 0 that an argmax over NaN logits scores.
+    assert math.isnan(diverged.metrics["val_accuracy"])
+    assert math.isnan(diverged.metrics["val_loss"])
+    # The diverged epoch writes no checkpoint (the trial keeps its last finite one: none here).
+    assert diverged.checkpoint is None
+    healthy = by_lr[1e-2]
+    assert "stop_reason" not in healthy.metrics
+    assert healthy.metrics["epoch"] == 4
+
+
+def test_nan_data_fails_while_planning_before_any_trial() -> None:
+    pd = pytest.importorskip("pandas")
+    clean = load_data("breast_cancer", seed=0)
+    X = clean.X.copy()
+    X[[4, 8], 3] = np.nan
+    data = load_data((X, clean.y), seed=0)
+    # make_torch_trainable runs while a run is planned: the error comes before Ray sees a trial.
+    with pytest.raises(ValueError, match=r"column 3 \(\d NaN\).*Impute them"):
+        make_torch_trainable(mlp, task="classification", data=data)
+    frame = pd.DataFrame(X, columns=[f"feature_{i}" for i in range(X.shape[1])])
+    with pytest.raises(ValueError, match=r"column 'feature_3' \(\d NaN\)"):
+        make_torch_trainable(mlp, task="classification", data=load_data((frame, clean.y)))
+    # Without data at make time, each trial refuses it before training.
+    with pytest.raises(ValueError, match=r"column 3 \(\d NaN\)"):
+        run_torch_trial(mlp, {}, data, task="classification", defaults=TorchTrainingDefaults())
+    with pytest.raises(ValueError, match="made for task='regression'"):
+        make_torch_trainable(mlp, task="regression", data=clean)

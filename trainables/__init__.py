@@ -2,8 +2,8 @@
 
 Public API (imported lazily, so ``import trainables`` does not pull in torch or Ray):
 
-- `load_data`, `Dataset`, `dataset_names` (trainables.data)
-- `make_torch_trainable`, `mlp` (trainables.torch_trainable)
+- `load_data`, `Dataset`, `dataset_names`, `check_finite` (trainables.data)
+- `make_torch_trainable`, `mlp`, `load_model`, `TorchPredictor` (trainables.torch_trainable)
 - `make_sklearn_trainable`, `n_stages` (trainables.sklearn_trainable)
 - `resources_from_spec` (trainables.resources)
 """
@@ -15,10 +15,13 @@ from typing import Any
 
 _EXPORTS = {
     "Dataset": "trainables.data",
+    "check_finite": "trainables.data",
     "dataset_names": "trainables.data",
     "load_data": "trainables.data",
     "make_torch_trainable": "trainables.torch_trainable",
     "mlp": "trainables.torch_trainable",
+    "load_model": "trainables.torch_trainable",
+    "TorchPredictor": "trainables.torch_trainable",
     "make_sklearn_trainable": "trainables.sklearn_trainable",
     "n_stages": "trainables.sklearn_trainable",
     "resources_from_spec": "trainables.resources",

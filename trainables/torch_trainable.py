@@ -19,8 +19,22 @@
 Losses: ``train_loss`` is the sample-weighted mean loss over the epoch's batches (training mode);
 ``val_loss`` is the mean loss on the validation split in eval mode. For regression both are MSE on
 the standardized target (MSE / Var(y_train)), so they are comparable across datasets; ``val_r2``
-is ``sklearn.metrics.r2_score``'s value on the original scale. A non-finite loss is reported and
-ends the trial.
+is ``sklearn.metrics.r2_score``'s value on the original scale.
+
+Divergence: a non-finite ``train_loss`` or ``val_loss`` ends the trial. That epoch is reported
+with its validation metrics as NaN (the weights are meaningless: an argmax over NaN logits would
+score the share of class 0), ``stop_reason="diverged"`` and no checkpoint, so the trial's
+checkpoint stays its last finite epoch.
+
+Data: NaN/inf in X or y is refused with `trainables.data.check_finite` (naming the split and the
+column) by `make_torch_trainable` when given the data, and again in every trial.
+
+Export: every checkpoint holds, next to the weights, the preprocessing (feature mean and scale,
+target mean and scale for regression, the task, the classes) and what rebuilds the module (the
+factory config and the factory, by import path when importable, else by value with
+``ray.cloudpickle``). `load_model(checkpoint)` returns a `TorchPredictor`: raw features in,
+logits (classification) or predictions in target units (regression) out, reproducing the
+reported validation metrics exactly on the validation split.
 
 Reproducibility: the model is built right after ``torch.manual_seed(seed)``; epoch ``e`` shuffles
 with ``np.random.default_rng([seed, e])``; the checkpoint stores the model, optimizer, epoch, seed
@@ -42,6 +56,8 @@ import json
 import logging
 import math
 import os
+import pickle
+import sys
 import tempfile
 import warnings
 from collections.abc import Callable
@@ -51,10 +67,10 @@ from typing import Any
 import numpy as np
 import ray
 import torch
-from ray import tune
+from ray import cloudpickle, tune
 from torch import nn
 
-from trainables.data import TASKS, Dataset
+from trainables.data import TASKS, Dataset, check_finite
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +78,12 @@ ModelFactory = Callable[[dict[str, Any]], nn.Module]
 
 OPTIMIZERS: tuple[str, ...] = ("adam", "sgd", "adamw")
 CHECKPOINT_FILE = "state.pt"
-CHECKPOINT_VERSION = 1
+# Written with ray.cloudpickle: the factory and its config, which may hold any Python object.
+MODEL_FILE = "model.pkl"
+# 2: the checkpoint carries the preprocessing and MODEL_FILE (version 1 had weights only, and
+# cannot predict on raw features). Resuming training accepts both.
+CHECKPOINT_VERSION = 2
+RESUMABLE_VERSIONS = (1, 2)
 
 # Config keys the trainable consumes itself (they still reach the factory with the rest).
 TRAINING_KEYS: tuple[str, ...] = (
@@ -118,6 +139,7 @@ def make_torch_trainable(
     model_factory: ModelFactory | str,
     *,
     task: str,
+    data: Dataset | None = None,
     epochs: int = 20,
     lr: float = 1e-3,
     optimizer: str = "adam",
@@ -132,6 +154,9 @@ def make_torch_trainable(
         model_factory: ``config -> torch.nn.Module``, or its import path "package.module:name"
             (e.g. "trainables.torch_trainable:mlp").
         task: "classification" or "regression"; must match the Dataset's task.
+        data: the run's Dataset, checked now (task, NaN/inf) so that a bad dataset fails while
+            the run is planned, before any trial; trials still receive it through
+            ``tune.with_parameters``. None checks it in each trial only.
         epochs, lr, optimizer, weight_decay, batch_size, momentum, seed: defaults of the training
             keys for trials whose config does not set them (see `TorchTrainingDefaults`).
 
@@ -139,10 +164,13 @@ def make_torch_trainable(
         ``fn(config, data)``: pass it to ``tune.with_parameters(fn, data=dataset)``.
 
     Raises:
-        ValueError / TypeError: a bad task, factory or default, naming the argument and the fix.
+        ValueError / TypeError: a bad task, factory or default, or data with NaN/inf or of the
+            other task, naming the argument (the split and column for NaN/inf) and the fix.
     """
     if task not in TASKS:
         raise ValueError(f"task must be one of {list(TASKS)}; got {task!r}.")
+    if data is not None:
+        _check_data(data, task)
     factory = resolve_factory(model_factory)
     defaults = TorchTrainingDefaults(
         epochs=epochs,
@@ -196,6 +224,143 @@ def mlp(config: dict[str, Any]) -> nn.Module:
     return nn.Sequential(*layers)
 
 
+class TorchPredictor(nn.Module):
+    """A trained model with its preprocessing: raw features in, logits or target units out.
+
+    Built by `load_model`, in eval mode on the CPU. ``forward(X)`` takes raw features
+    ``(n, n_features)`` (numpy or tensor; converted to float32 on the module's device),
+    standardizes them with the training split's statistics as the trainable did, and returns the
+    wrapped module's logits ``(n, n_classes)`` for classification, or the prediction ``(n,)`` in
+    the original target units for regression (in float64, computed as the reported ``val_r2``).
+
+    Attributes:
+        model: the module built by the model factory, with the trained weights.
+        task: "classification" or "regression".
+        n_features: input width.
+        classes: the original labels ``(n_classes,)``; logit ``i`` is ``classes[i]``
+            (None for regression).
+        y_mean, y_scale: the target's training mean and std (0 and 1 for classification).
+        config: the config the factory was called with (the trial's config plus ``_n_features``,
+            ``_n_outputs`` and ``_task``).
+        epoch: the epoch the checkpoint was written after.
+        x_mean, x_scale: buffers ``(n_features,)``, the features' training mean and std.
+    """
+
+    x_mean: torch.Tensor
+    x_scale: torch.Tensor
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        task: str,
+        x_mean: torch.Tensor,
+        x_scale: torch.Tensor,
+        y_mean: float,
+        y_scale: float,
+        classes: np.ndarray | None,
+        config: dict[str, Any],
+        epoch: int,
+    ) -> None:
+        super().__init__()
+        self.model = model
+        self.task = task
+        self.register_buffer("x_mean", x_mean.to(torch.float32))
+        self.register_buffer("x_scale", x_scale.to(torch.float32))
+        self.n_features = int(x_mean.shape[0])
+        self.y_mean = y_mean
+        self.y_scale = y_scale
+        self.classes = classes
+        self.config = config
+        self.epoch = epoch
+
+    def forward(self, X: Any) -> torch.Tensor:
+        return self._head(self.model(self.standardize(X)))
+
+    def standardize(self, X: Any) -> torch.Tensor:
+        """Raw features ``(n, n_features)`` -> the standardized float32 tensor the model takes."""
+        if isinstance(X, torch.Tensor):
+            tensor = X.to(device=self.x_mean.device, dtype=torch.float32)
+        else:
+            tensor = torch.as_tensor(np.asarray(X, dtype=np.float32), device=self.x_mean.device)
+        if tensor.ndim != 2 or tensor.shape[1] != self.n_features:
+            raise ValueError(
+                f"X must have shape (n_samples, {self.n_features}) (the features the model was "
+                f"trained on); got {tuple(tensor.shape)}."
+            )
+        return (tensor - self.x_mean) / self.x_scale  # (n, n_features)
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Predictions ``(n,)``: the original class labels, or values in target units."""
+        out = self._outputs(X)
+        if self.classes is None:
+            return out.cpu().numpy()
+        return self.classes[out.argmax(dim=1).cpu().numpy()]
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Class probabilities ``(n, n_classes)`` in the order of `classes` (classification)."""
+        if self.classes is None:
+            raise AttributeError(
+                "predict_proba is for classification; this model is a regression model, "
+                "use predict."
+            )
+        return torch.softmax(self._outputs(X).double(), dim=1).cpu().numpy()
+
+    def _outputs(self, X: Any) -> torch.Tensor:
+        # Batched as the trainable evaluated, so predictions match the reported metrics bitwise.
+        batch = TorchTrainingDefaults.eval_batch_size
+        with torch.no_grad():
+            standardized = self.standardize(X)
+            outputs = [
+                self._head(self.model(standardized[start : start + batch]))
+                for start in range(0, standardized.shape[0], batch)
+            ]
+        return torch.cat(outputs)
+
+    def _head(self, out: torch.Tensor) -> torch.Tensor:
+        """The model's output -> logits ``(n, n_classes)``, or predictions ``(n,)`` (float64)."""
+        if self.task == "classification":
+            return out
+        if out.ndim == 2 and out.shape[1] == 1:
+            out = out.squeeze(1)  # (n, 1) -> (n,)
+        # float64, in the order the trainable de-standardized its validation predictions.
+        return out.double() * self.y_scale + self.y_mean
+
+
+def load_model(checkpoint: tune.Checkpoint | str | os.PathLike[str]) -> TorchPredictor:
+    """Rebuild the model of a PyTorch trainable's checkpoint, ready to predict on raw features.
+
+    The factory is imported by its path, or unpickled when it was stored by value (a function
+    defined in a script or a test): only load checkpoints you trust, as with ``torch.load``.
+
+    Args:
+        checkpoint: a ``ray.tune.Checkpoint`` (e.g. ``result.checkpoint``), or the path of a
+            checkpoint directory.
+
+    Returns:
+        A `TorchPredictor` in eval mode on the CPU; ``predict(X)`` and, for classification,
+        ``predict_proba(X)`` take and return numpy arrays.
+
+    Raises:
+        ValueError: the directory is not a checkpoint of this trainable, was written by a version
+            without the preprocessing (version 1), or its model factory cannot be rebuilt here
+            (the message names the factory and the fix).
+        TypeError: `checkpoint` is neither a Checkpoint nor a path.
+    """
+    if isinstance(checkpoint, tune.Checkpoint):
+        with checkpoint.as_directory() as directory:
+            return _load_predictor(directory, label=str(checkpoint.path))
+    if isinstance(checkpoint, (str, os.PathLike)):
+        directory = os.fspath(checkpoint)
+        if not os.path.isdir(directory):
+            raise ValueError(f"checkpoint {directory!r} is not a directory (or does not exist).")
+        return _load_predictor(directory, label=directory)
+    raise TypeError(
+        "checkpoint must be a ray.tune.Checkpoint or the path of a checkpoint directory; "
+        f"got {type(checkpoint).__name__}."
+    )
+
+
 def run_torch_trial(
     factory: ModelFactory,
     config: dict[str, Any],
@@ -205,17 +370,7 @@ def run_torch_trial(
     defaults: TorchTrainingDefaults,
 ) -> None:
     """Train one configuration, reporting and checkpointing every epoch (the trainable's body)."""
-    if not isinstance(data, Dataset):
-        raise TypeError(
-            f"data must be a trainables.data.Dataset (build it with load_data); "
-            f"got {type(data).__name__}."
-        )
-    if data.task != task:
-        raise ValueError(
-            f"the trainable was made for task={task!r} but the Dataset {data.name!r} is "
-            f"{data.task!r}; use make_torch_trainable(..., task={data.task!r}) or load_data(..., "
-            f"task={task!r})."
-        )
+    _check_data(data, task)
     settings = resolve_settings(config, defaults)
     device = _pick_device()
     previous_threads = torch.get_num_threads()
@@ -232,6 +387,21 @@ def run_torch_trial(
             gc.collect()
             torch.cuda.empty_cache()
         torch.set_num_threads(previous_threads)
+
+
+def _check_data(data: Dataset, task: str) -> None:
+    if not isinstance(data, Dataset):
+        raise TypeError(
+            f"data must be a trainables.data.Dataset (build it with load_data); "
+            f"got {type(data).__name__}."
+        )
+    if data.task != task:
+        raise ValueError(
+            f"the trainable was made for task={task!r} but the Dataset {data.name!r} is "
+            f"{data.task!r}; use make_torch_trainable(..., task={data.task!r}) or load_data(..., "
+            f"task={task!r})."
+        )
+    check_finite(data)
 
 
 def resolve_settings(config: dict[str, Any], defaults: TorchTrainingDefaults) -> TrainSettings:
@@ -291,6 +461,8 @@ class _Tensors:
     X_val: torch.Tensor  # (n_val, n_features)
     y_val: torch.Tensor  # (n_val,)
     y_val_raw: np.ndarray  # (n_val,) float64 original-scale target (regression only)
+    x_mean: np.ndarray  # (n_features,) float32 training-split feature mean
+    x_scale: np.ndarray  # (n_features,) float32 training-split feature std, 1 where constant
     y_mean: float
     y_scale: float
 
@@ -318,6 +490,7 @@ def _train(
             f"model_factory must return a torch.nn.Module; it returned {type(model).__name__}."
         )
     model = model.to(device)
+    export = _export_record(factory, factory_config, tensors, data)
     optimizer = _make_optimizer(model, settings)
     first_epoch = 1
     checkpoint = tune.get_checkpoint()
@@ -330,13 +503,16 @@ def _train(
         train_loss = _train_epoch(model, optimizer, loss_fn, tensors, settings, epoch)
         metrics: dict[str, Any] = {"epoch": epoch, "train_loss": train_loss, **placement}
         metrics.update(_evaluate(model, loss_fn, tensors, data.task, defaults.eval_batch_size))
-        with tempfile.TemporaryDirectory() as tmp:
-            _save(tmp, model, optimizer, settings, epoch, data.task, device)
-            # report() persists the directory to the run's storage before returning.
-            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))
         if not (math.isfinite(train_loss) and math.isfinite(metrics["val_loss"])):
             logger.warning("trial diverged at epoch %d (non-finite loss); ending it.", epoch)
+            val_keys = [k for k in metrics if k.startswith("val_")]
+            metrics.update({k: math.nan for k in val_keys}, stop_reason="diverged")
+            tune.report(metrics)  # no checkpoint: the trial's last one stays finite
             return
+        with tempfile.TemporaryDirectory() as tmp:
+            _save(tmp, model, optimizer, settings, epoch, data.task, device, export)
+            # report() persists the directory to the run's storage before returning.
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))
 
 
 def _to_tensors(data: Dataset, device: torch.device) -> _Tensors:
@@ -372,6 +548,8 @@ def _to_tensors(data: Dataset, device: torch.device) -> _Tensors:
         X_val=torch.as_tensor(X_val).to(device),
         y_val=y_val.to(device),
         y_val_raw=y_val_raw,
+        x_mean=mean,
+        x_scale=scale,
         y_mean=y_mean,
         y_scale=y_scale,
     )
@@ -477,6 +655,7 @@ def _save(
     epoch: int,
     task: str,
     device: torch.device,
+    export: _ExportRecord,
 ) -> None:
     state: dict[str, Any] = {
         "version": CHECKPOINT_VERSION,
@@ -485,14 +664,155 @@ def _save(
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
         "torch_rng": torch.get_rng_state(),
+        "preprocessing": export.preprocessing,
     }
     if device.type == "cuda":
         state["cuda_rng"] = torch.cuda.get_rng_state()
     torch.save(state, os.path.join(directory, CHECKPOINT_FILE))
+    with open(os.path.join(directory, MODEL_FILE), "wb") as f:
+        f.write(export.model_spec)
     # A readable summary next to the tensors, for people browsing the run directory.
     with open(os.path.join(directory, "meta.json"), "w") as f:
         summary = {"version": CHECKPOINT_VERSION, "epoch": epoch, "seed": settings.seed}
         json.dump({**summary, "task": task}, f)
+
+
+@dataclass(frozen=True)
+class _ExportRecord:
+    """What a checkpoint carries besides the training state, computed once per trial."""
+
+    preprocessing: dict[str, Any]  # tensors and plain values: loads with weights_only=True
+    model_spec: bytes  # MODEL_FILE's content
+
+
+def _export_record(
+    factory: ModelFactory, factory_config: dict[str, Any], tensors: _Tensors, data: Dataset
+) -> _ExportRecord:
+    classes = data.classes
+    preprocessing = {
+        "task": data.task,
+        "n_features": data.n_features,
+        "n_classes": data.n_classes,
+        "x_mean": torch.as_tensor(tensors.x_mean),  # (n_features,) float32
+        "x_scale": torch.as_tensor(tensors.x_scale),  # (n_features,) float32
+        "y_mean": tensors.y_mean,
+        "y_scale": tensors.y_scale,
+        # Python scalars and the dtype string, so the labels load without unpickling objects.
+        "classes": None if classes is None else classes.tolist(),
+        "classes_dtype": None if classes is None else classes.dtype.str,
+    }
+    spec: dict[str, Any] = {"version": CHECKPOINT_VERSION, **_factory_reference(factory)}
+    try:
+        spec["config"] = cloudpickle.dumps(factory_config)
+    except (pickle.PicklingError, TypeError, AttributeError) as err:
+        spec["unavailable"] = f"its config cannot be pickled ({type(err).__name__}: {err})"
+    if "unavailable" in spec:
+        logger.warning(
+            "load_model will not be able to rebuild this trial's model: %s.", spec["unavailable"]
+        )
+    return _ExportRecord(preprocessing=preprocessing, model_spec=cloudpickle.dumps(spec))
+
+
+def _factory_reference(factory: ModelFactory) -> dict[str, Any]:
+    """``{"import_path": "pkg.mod:name"}`` when a fresh process can import the factory, else
+    ``{"pickled": bytes}`` (by value), else ``{"unavailable": reason}``."""
+    module_name = getattr(factory, "__module__", None)
+    qualname = getattr(factory, "__qualname__", None)
+    # Only modules already loaded here: a function Ray shipped by value (defined in __main__, a
+    # test, or a closure) has a module name that a fresh process may not resolve, or resolve to
+    # something else.
+    module = sys.modules.get(module_name) if isinstance(module_name, str) else None
+    if module is not None and module_name != "__main__" and isinstance(qualname, str):
+        found: Any = module
+        for part in qualname.split("."):
+            found = getattr(found, part, None)
+        if found is factory:
+            return {"import_path": f"{module_name}:{qualname}"}
+    try:
+        return {"pickled": cloudpickle.dumps(factory)}
+    except (pickle.PicklingError, TypeError, AttributeError) as err:
+        return {"unavailable": f"the factory cannot be pickled ({type(err).__name__}: {err})"}
+
+
+def _load_predictor(directory: str, *, label: str) -> TorchPredictor:
+    state_path = os.path.join(directory, CHECKPOINT_FILE)
+    if not os.path.exists(state_path):
+        raise ValueError(
+            f"checkpoint {label} has no {CHECKPOINT_FILE}; it was not written by the PyTorch "
+            "trainable (trainables.torch_trainable)."
+        )
+    state = torch.load(state_path, map_location="cpu", weights_only=True)
+    version = state.get("version")
+    if version != CHECKPOINT_VERSION or "preprocessing" not in state:
+        raise ValueError(
+            f"checkpoint {label} has version {version!r}; load_model needs version "
+            f"{CHECKPOINT_VERSION}, which stores the feature standardization next to the weights "
+            "(a version 1 checkpoint holds the weights only, and they predict wrongly on raw "
+            "features). Train again with this version of trainables."
+        )
+    spec_path = os.path.join(directory, MODEL_FILE)
+    if not os.path.exists(spec_path):
+        raise ValueError(f"checkpoint {label} has no {MODEL_FILE} (the model factory and config).")
+    with open(spec_path, "rb") as f:
+        spec = pickle.load(f)  # plain types and bytes; the factory and config are nested pickles
+    factory = _rebuild_factory(spec, label)
+    config = _unpickle(spec["config"], what="the factory config", label=label)
+    pre = state["preprocessing"]
+    with torch.random.fork_rng(devices=[]):  # building draws initial weights; leave the RNG be
+        model = factory(config)
+    if not isinstance(model, nn.Module):
+        raise TypeError(
+            f"the model factory of checkpoint {label} returned {type(model).__name__}, "
+            "not a torch.nn.Module."
+        )
+    model.load_state_dict(state["model"])
+    classes = None
+    if pre["classes"] is not None:
+        classes = np.array(pre["classes"], dtype=np.dtype(pre["classes_dtype"]))
+    predictor = TorchPredictor(
+        model,
+        task=pre["task"],
+        x_mean=pre["x_mean"],
+        x_scale=pre["x_scale"],
+        y_mean=float(pre["y_mean"]),
+        y_scale=float(pre["y_scale"]),
+        classes=classes,
+        config=config,
+        epoch=int(state["epoch"]),
+    )
+    return predictor.to("cpu").eval()
+
+
+def _rebuild_factory(spec: dict[str, Any], label: str) -> ModelFactory:
+    if "unavailable" in spec:
+        raise ValueError(
+            f"the model of checkpoint {label} cannot be rebuilt: {spec['unavailable']} when it "
+            "was trained. Define the factory at the top level of an importable module and train "
+            "again."
+        )
+    if "import_path" in spec:
+        path = spec["import_path"]
+        try:
+            return resolve_factory(path)
+        except ValueError as err:
+            raise ValueError(
+                f"the model factory {path!r} of checkpoint {label} cannot be imported in this "
+                f"process ({err}). Make its module importable here (install its package or add "
+                "its directory to PYTHONPATH)."
+            ) from err
+    return _unpickle(spec["pickled"], what="the model factory (stored by value)", label=label)
+
+
+def _unpickle(payload: bytes, *, what: str, label: str) -> Any:
+    try:
+        return cloudpickle.loads(payload)
+    except (ImportError, AttributeError, pickle.UnpicklingError) as err:
+        raise ValueError(
+            f"{what} of checkpoint {label} cannot be unpickled in this process "
+            f"({type(err).__name__}: {err}); it refers to code that is not importable here. "
+            "Make that module importable (PYTHONPATH), or define the factory at the top level "
+            "of an importable module and train again."
+        ) from err
 
 
 def _restore(
@@ -511,9 +831,9 @@ def _restore(
                 "the PyTorch trainable."
             )
         state = torch.load(path, map_location=device, weights_only=True)
-    if state.get("version") != CHECKPOINT_VERSION:
+    if state.get("version") not in RESUMABLE_VERSIONS:
         raise ValueError(
-            f"checkpoint version {state.get('version')!r} is not {CHECKPOINT_VERSION}; "
+            f"checkpoint version {state.get('version')!r} is not one of {RESUMABLE_VERSIONS}; "
             "it was written by another version of trainables."
         )
     if state["seed"] != settings.seed:
