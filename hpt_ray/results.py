@@ -335,6 +335,7 @@ class ResultsWriter(Callback):
         self.log = TrialLog(self.directory)
         self._frozen: set[str] = set()
         self._metric_seen = False
+        self._fatal: Exception | None = None
         self._last_write = 0.0
         self._started = time.monotonic()
 
@@ -365,14 +366,20 @@ class ResultsWriter(Callback):
             self._metric_seen = True
         elif not self._metric_seen:
             # No report so far has carried the metric: a typo, or the wrong trainable. Ray's own
-            # check is off (it would also end the run on one hostile report later on).
+            # check is off (it would also end the run on one hostile report later on). Raised
+            # here, Ray would only fail this trial; on_step_end ends the experiment.
             keys = [k for k in result if k not in RAY_KEYS and not k.startswith("config/")]
-            raise MetricNotReportedError(
+            self._fatal = MetricNotReportedError(
                 missing_metric_message(self.metric, keys, who=f"trial {trial.trial_id}")
             )
+            return
         record = self._record(trial)
         record.status = "running"
         self._add_result(record, result)
+
+    def on_step_end(self, iteration: int, trials: list, **info: Any) -> None:
+        if self._fatal is not None:
+            raise self._fatal
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         if trial.trial_id in self._frozen:

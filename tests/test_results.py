@@ -131,10 +131,12 @@ def test_missing_metric_before_any_report_had_it_stops_the_run(tmp_path):
     writer = ResultsWriter(tmp_path, metric="val_acc", mode="max", min_write_interval_s=0)
     trial = _trial("t", {"x": 1})
     writer.on_trial_start(0, [trial], trial)
+    writer.on_trial_result(
+        0, [trial], trial, {"training_iteration": 1, "val_accuracy": 0.9, "val_loss": 0.3}
+    )
+    # Raised where Ray ends the experiment (an exception in on_trial_result fails one trial).
     with pytest.raises(MetricNotReportedError, match=r"'val_acc'.*'val_accuracy'.*did you mean"):
-        writer.on_trial_result(
-            0, [trial], trial, {"training_iteration": 1, "val_accuracy": 0.9, "val_loss": 0.3}
-        )
+        writer.on_step_end(0, [trial])
     # Once the metric has been seen, a report without it is a bad report (hostile metrics).
     writer = ResultsWriter(tmp_path / "b", metric="acc", mode="max", min_write_interval_s=0)
     _run_one(writer, trial, [{"acc": 0.5}, {"other": 1.0}, {"acc": 0.7}])
