@@ -2,6 +2,7 @@
 
     result = hpt_ray.tune_model(model, space, data="digits", searcher="optuna-tpe", num_samples=20)
     result.best_config, result.best_score, result.trials
+    model = result.best_model()        # ready to predict (PyTorch: with its preprocessing)
 
 ``TuneSearchCV`` is a drop-in for scikit-learn's GridSearchCV / RandomizedSearchCV.
 """
@@ -16,19 +17,37 @@ __version__ = "0.1.0"
 # Imported on first use, so `hpt-ray --help` and `import hpt_ray` stay fast (Ray and scikit-learn
 # take seconds to import).
 _EXPORTS = {
+    "ExperimentExistsError": "hpt_ray.tuning",
+    "ExperimentInterrupted": "hpt_ray.tuning",
     "TuneResult": "hpt_ray.tuning",
+    "load_model": "hpt_ray.tuning",
     "tune_model": "hpt_ray.tuning",
     "TuneSearchCV": "hpt_ray.search_cv",
     "make_scheduler": "hpt_ray.schedulers",
     "read_results": "hpt_ray.results",
 }
-__all__ = ["TuneResult", "TuneSearchCV", "make_scheduler", "read_results", "tune_model"]
+__all__ = [
+    "ExperimentExistsError",
+    "ExperimentInterrupted",
+    "TuneResult",
+    "TuneSearchCV",
+    "load_model",
+    "make_scheduler",
+    "read_results",
+    "tune_model",
+]
 
 if TYPE_CHECKING:
     from hpt_ray.results import read_results
     from hpt_ray.schedulers import make_scheduler
     from hpt_ray.search_cv import TuneSearchCV
-    from hpt_ray.tuning import TuneResult, tune_model
+    from hpt_ray.tuning import (
+        ExperimentExistsError,
+        ExperimentInterrupted,
+        TuneResult,
+        load_model,
+        tune_model,
+    )
 
 
 def __getattr__(name: str) -> Any:
