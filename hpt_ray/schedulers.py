@@ -1,9 +1,8 @@
 """Trial schedulers by name: the early-stopping half of a tuning run.
 
-Every trainable we ship reports once per epoch (PyTorch) or per stage (iterative scikit-learn), so
-fidelity is
-Ray's ``training_iteration``: ASHA's ``max_t`` is the number of reports a trial makes when it runs
-to the end.
+Every trainable we ship reports once per epoch (PyTorch) or per stage (iterative scikit-learn),
+so fidelity is Ray's ``training_iteration``: ASHA's ``max_t`` is the number of reports a trial
+makes when it runs to the end.
 """
 
 from __future__ import annotations

@@ -180,43 +180,48 @@ def tune_model(
     """Tune ``model`` over ``space`` and return the best configuration, its score and every trial.
 
     Args:
-        model: a scikit-learn estimator (instance or class), or a PyTorch model factory ``config ->
-            nn.Module``
-            (e.g. ``trainables.torch_trainable.mlp``; in files ``trainables.torch_trainable:mlp``).
+        model: a scikit-learn estimator (instance or class), or a PyTorch model factory
+            ``config -> nn.Module`` (e.g. ``trainables.torch_trainable.mlp``; in files
+            ``trainables.torch_trainable:mlp``).
         space: parameter name -> Ray Tune domain, list (a choice), scipy.stats distribution or
-            constant; see
-            ``hpt_ray.spaces``. For PyTorch, ``lr``, ``optimizer``, ``weight_decay``,
-            ``batch_size``,
-            ``momentum`` and ``epochs`` configure training; the whole config goes to the factory.
-        data: ``(X, y)``, ``((X_train, y_train), (X_val, y_val))``, or a bundled scikit-learn data
-            set name
-            ("digits", "breast_cancer", "wine", "iris", "diabetes").
+            constant; see ``hpt_ray.spaces``. For PyTorch, ``lr``, ``optimizer``,
+            ``weight_decay``, ``batch_size``, ``momentum`` and ``epochs`` configure training; the
+            whole config goes to the factory.
+        data: ``(X, y)``, ``((X_train, y_train), (X_val, y_val))``, or a bundled scikit-learn
+            data set name ("digits", "breast_cancer", "wine", "iris", "diabetes"). NaN or inf the
+            model cannot take is refused before any trial, naming the column.
         metric, mode: what to optimize. Defaults: scikit-learn ``mean_test_score``/max (the
-            scorer's value,
-            greater is better, as in GridSearchCV); PyTorch ``val_accuracy``/max, or
-            ``val_loss``/min for
-            regression.
+            scorer's value, greater is better, as in GridSearchCV); PyTorch ``val_accuracy``/max,
+            or ``val_loss``/min for regression. A metric the model never reports is refused
+            before any trial, naming the keys it does report.
         searcher: a name from ``searchers.available()`` or a Ray ``Searcher`` instance.
         searcher_options: keyword options for ``searchers.make_searcher``.
-        scheduler: "asha" (default), "hyperband", "median" or "fifo"; ``scheduler_options`` go to
-            it
-            (``grace_period``, ``reduction_factor``, ...). Fidelity is one report: an epoch or a
-            stage.
+        scheduler: "asha" (default), "hyperband", "median" or "fifo"; ``scheduler_options`` go
+            to it (``grace_period``, ``reduction_factor``, ...). Fidelity is one report: an epoch
+            or a stage. Under "fifo" scikit-learn estimators are fit once (no stages), so they
+            score as GridSearchCV does.
         num_samples: number of trials (ignored by the grid searcher, which runs its whole grid).
         max_concurrent: at most this many trials at once (default: as many as resources allow).
         resources_per_trial: e.g. ``{"cpu": 1, "gpu": 0.5}`` (default ``{"cpu": 1}``).
-        epochs: PyTorch epochs per trial when run to the end (a constant ``epochs`` in ``space``
-            overrides).
+        epochs: PyTorch epochs per trial when run to the end (a constant ``epochs`` in
+            ``space`` overrides).
         max_stages: reports per trial for iterative scikit-learn estimators.
         cv, scoring: scikit-learn cross-validation (int, splitter, or iterable of splits) and
-            scorer(s), as
-            GridSearchCV takes them; without ``cv`` a stratified 80/20 hold-out split is scored.
+            scorer(s), as GridSearchCV takes them; without ``cv`` a stratified 80/20 hold-out
+            split is scored.
         time_budget_s: stop starting trials after this many seconds.
         storage_path, name: results go to ``<storage_path>/<name>`` (default
-            ``./hpt_ray_results/<auto>``).
+            ``./hpt_ray_results/<model>-<date>-<time>-<4 hex>``, new for every run). A name whose
+            directory already holds a run is an `ExperimentExistsError` unless ``resume``.
         seed: seeds the searcher, the hold-out split and the trials.
         verbose: 0 silent, 1 a progress line every few seconds (default), 2 also Ray's own trial
             tables.
+        resume: continue the run in ``<storage_path>/<name>`` (see `run_experiment`).
+        retry_errored: with ``resume``, run errored trials again.
+        max_failures, fail_fast: retry a failing trial that many times; or stop at the first.
+
+    Raises:
+        ExperimentInterrupted: on Ctrl-C, once everything finished is on disk.
         ray_address: connect to this Ray cluster instead of starting (or reusing) a local one.
     """
     plan = plan_experiment(
@@ -615,8 +620,8 @@ def run_experiment(
             num_samples=num_samples,
             max_concurrent_trials=max_concurrent,
             time_budget_s=time_budget_s,
-            # One actor per trial costs ~1.5 s of process start on 2 cores; reusing actors made
-            # 12 short trials 13x faster here (19.0 s -> 1.5 s, noted in BENCHMARKS.md).
+            # One actor per trial costs ~1.5 s of process start on 2 cores; reusing actors
+            # made 12 short trials 13x faster here (19.0 s -> 1.5 s, noted in BENCHMARKS.md).
             reuse_actors=True,
         ),
         run_config=tune.RunConfig(
@@ -778,7 +783,10 @@ def grid_size(space: Mapping[str, Any], options: Mapping[str, Any] | None = None
     """
     probe = searchers.make_searcher("grid", **dict(options or {}))
     probe.set_search_properties("_", "max", dict(space))
-    return int(probe.grid_size)
+    size = probe.grid_size if isinstance(probe, searchers.GridSearcher) else None
+    if size is None:
+        raise ValueError(f"space: the grid searcher could not enumerate {dict(space)!r}")
+    return int(size)
 
 
 def snapshot_budget() -> float:
@@ -833,9 +841,9 @@ def _resolve_model(model: Any) -> tuple[str, Any]:
 def _max_stages(estimator: Any, space: Mapping[str, Any], max_stages: int) -> int:
     """Reports a trial makes when run to the end: ASHA's max_t.
 
-    When the space searches the staged parameter itself (n_estimators, max_iter), trials differ in
-    their
-    number of stages; take the count at a large value so no trial makes more reports than max_t.
+    When the space searches the staged parameter itself (n_estimators, max_iter), trials differ
+    in their number of stages; take the count at a large value so no trial makes more reports
+    than max_t.
     """
     staged = [k for k in space if k.rsplit("__", 1)[-1] in ("n_estimators", "max_iter")]
     if not staged:
