@@ -18,6 +18,7 @@ $(VENV)/.installed: pyproject.toml
 
 demo: setup
 	$(BIN)/hpt-ray run scripts/examples/digits_mlp.yaml
+	$(BIN)/hpt-ray report "$$(ls -td hpt_ray_results/digits_mlp-*/ | head -1)"
 
 lint: setup
 	$(BIN)/ruff check .

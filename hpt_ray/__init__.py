@@ -25,6 +25,7 @@ _EXPORTS = {
     "TuneSearchCV": "hpt_ray.search_cv",
     "make_scheduler": "hpt_ray.schedulers",
     "read_results": "hpt_ray.results",
+    "report_html": "hpt_ray.report",
 }
 __all__ = [
     "ExperimentExistsError",
@@ -34,10 +35,12 @@ __all__ = [
     "load_model",
     "make_scheduler",
     "read_results",
+    "report_html",
     "tune_model",
 ]
 
 if TYPE_CHECKING:
+    from hpt_ray.report import report_html
     from hpt_ray.results import read_results
     from hpt_ray.schedulers import make_scheduler
     from hpt_ray.search_cv import TuneSearchCV

@@ -77,6 +77,20 @@ def _parser() -> argparse.ArgumentParser:
     show.add_argument("--top", type=int, default=10, help="rows to show (default 10)")
     show.set_defaults(handler=_show)
 
+    report = sub.add_parser(
+        "report",
+        help="one-file HTML report of one or several experiments",
+        description="Write a self-contained HTML report (history, learning curves, importance, "
+        "slices, parallel coordinates, timeline, all trials) of experiment directories; "
+        "several directories are compared in one report.",
+    )
+    report.add_argument("directories", nargs="+", metavar="DIR", help="experiment directory")
+    report.add_argument(
+        "-o", "--output", help="the HTML file (default: report.html in the first DIR)"
+    )
+    report.add_argument("--png", metavar="OUTDIR", help="also write the figures as PNG files")
+    report.set_defaults(handler=_report)
+
     submit = sub.add_parser(
         "submit",
         help="run an experiment file on a Ray cluster as a job",
@@ -229,6 +243,17 @@ def _show(args: argparse.Namespace) -> int:
     best = best_row(frame, mode)
     if best is not None:
         print(f"best config: {best['config_json']}")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from hpt_ray.report import report_html, report_png
+
+    path = report_html(args.directories, args.output)
+    print(f"report: {path}")
+    if args.png:
+        for image in report_png(args.directories, args.png):
+            print(f"figure: {image}")
     return 0
 
 
