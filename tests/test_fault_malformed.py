@@ -1,7 +1,10 @@
 """Property-based: malformed experiment files and spaces give a clear error before any trial
-starts, never a traceback from deep inside Ray."""
+starts, never a traceback from deep inside Ray; the error names the field (or the parameter of
+the space) that is wrong."""
 
 from __future__ import annotations
+
+import re
 
 import pytest
 from hypothesis import HealthCheck, example, given, settings
@@ -72,8 +75,9 @@ def test_any_bad_field_value_is_an_experiment_error_or_accepted(field, value):
     except ExperimentError as exc:
         message = str(exc)
         assert message.startswith("<experiment>: ")  # it names where, then what
+        assert named(message, [field]) == [field], message
         return
-    # Accepted: then the space must also pass validation or fail with a plain ValueError/TypeError.
+    # Accepted: then the space must also pass validation or fail naming its parameter.
     _validate_or_clear_error(experiment.space)
 
 
@@ -88,7 +92,13 @@ def test_random_spaces_fail_clearly_or_validate(entries):
     document = {**GOOD, "space": entries}
     try:
         experiment = parse_experiment(document)
-    except ExperimentError:
+    except ExperimentError as exc:
+        # It names a parameter of the space, and one that is wrong on its own.
+        message = str(exc)
+        culprits = named(message, list(entries))
+        assert culprits, message
+        with pytest.raises(ExperimentError):
+            parse_experiment({**GOOD, "space": {culprits[0]: entries[culprits[0]]}})
         return
     _validate_or_clear_error(experiment.space)
 
@@ -117,5 +127,17 @@ def _validate_or_clear_error(space):
     try:
         validate_space(to_tune_space(space), searcher="random", estimator=Ridge())
     except (ValueError, TypeError) as exc:
+        # It names the parameter, or the field itself when there is no parameter to name.
         message = str(exc)
-        assert message
+        assert named(message, list(space) or ["space"]), message
+
+
+def named(message: str, names: list[str]) -> list[str]:
+    """The names that ``message`` shows: quoted as Python writes them (``'\\x1f'``, ``''``), or
+    as a word (``tol`` in "space.tol", not in "tolerance")."""
+    return [
+        n
+        for n in names
+        if repr(n) in message
+        or (n and re.search(rf"(?<![\w]){re.escape(n)}(?![\w])", message))
+    ]

@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 import pytest
+from asha_runs import check_asha_cut, run_asha
 from ray import tune
-from sklearn.linear_model import ElasticNet
 
 from searchers.genetic import GAOptions, GeneticAlgorithm
 from searchers.population import Lattice, QuasiRandom, reflect
@@ -266,25 +266,9 @@ def test_genetic_rejects_children_equal_to_members() -> None:
 @pytest.mark.usefixtures("ray_local")
 @pytest.mark.parametrize("name", ["pso", "genetic"])
 def test_tuner_with_asha_and_concurrent_trials(tmp_path: Any, name: str) -> None:
-    from hpt_ray import tune_model
-
-    result = tune_model(
-        ElasticNet(max_iter=5000),
-        {"alpha": tune.loguniform(1e-4, 10.0), "l1_ratio": tune.uniform(0, 1)},
-        data="diabetes",
-        cv=3,
-        scoring="r2",
-        searcher=name,
-        scheduler="asha",
-        num_samples=16,
-        max_concurrent=4,
-        seed=0,
-        storage_path=tmp_path,
-        verbose=0,
-    )
-    trials = result.trials
-    assert len(trials) == 16
-    assert (trials["status"] == "completed").all(), trials[["status", "error"]]
-    first = trials["final_metric"].iloc[:5]
-    assert result.best_score is not None
-    assert result.best_score > float(np.median(first))
+    # ASHA cuts trials (tests/asha_runs.py says why one is cut whatever the timing); the searcher
+    # is told their early results and keeps 2 trials in flight.
+    result = run_asha(name, tmp_path)
+    best = check_asha_cut(result)
+    assert result.best_config is not None
+    assert result.best_config["lr"] == pytest.approx(best["config/lr"])

@@ -1,10 +1,16 @@
-"""tune_model end to end on a local Ray: every searcher improves on its start; ASHA stops early."""
+"""tune_model end to end on a local Ray: every searcher runs the flow; ASHA cuts trials.
+
+Whether a searcher learns is tested where it can fail, against random search over seeds on a cheap
+objective (tests/test_searchers_beat_random.py), not here against its own first trials.
+"""
 
 from __future__ import annotations
 
-import numpy as np
+from pathlib import Path
+
 import pandas as pd
 import pytest
+from asha_runs import check_asha_cut, run_asha
 from ray import tune
 from sklearn.linear_model import ElasticNet
 
@@ -15,11 +21,10 @@ from trainables.torch_trainable import mlp
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("ray_local")]
 
 N_TRIALS = 12
-N_FIRST = 5
 
 
 @pytest.mark.parametrize("name", searchers.available())
-def test_every_searcher_beats_the_median_of_its_first_trials(tmp_path, name):
+def test_every_searcher_runs_the_whole_flow(tmp_path, name):
     # ElasticNet on diabetes: 3-fold R^2 is continuous in (alpha, l1_ratio), so "better"
     # never ties by chance.
     if searchers.supports_grid(name):
@@ -45,49 +50,31 @@ def test_every_searcher_beats_the_median_of_its_first_trials(tmp_path, name):
     expected = 12 if searchers.supports_grid(name) else N_TRIALS
     assert len(trials) == expected
     assert (trials["status"] == "completed").all(), trials[["status", "error"]]
-    first = trials["final_metric"].iloc[:N_FIRST]
-    assert result.best_score > float(np.median(first))
     assert result.best_score == pytest.approx(trials["final_metric"].max())
     best = trials.loc[trials["final_metric"].idxmax()]
     assert result.best_config["alpha"] == pytest.approx(best["config/alpha"])
 
 
 def test_asha_stops_trials_early_and_the_best_runs_to_max_t(tmp_path):
-    epochs = 9
-    result = tune_model(
-        mlp,
-        {
-            "lr": tune.loguniform(1e-4, 3e-2),
-            "hidden_size": [16, 64],
-            "n_layers": 1,
-            "batch_size": 128,
-        },
-        data="digits",
-        searcher="random",
-        scheduler="asha",
-        scheduler_options={"grace_period": 1, "reduction_factor": 3},
-        num_samples=9,
-        max_concurrent=2,
-        epochs=epochs,
-        seed=0,
-        storage_path=tmp_path,
-        name="asha",
-        verbose=0,
-    )
-    trials = result.trials
-    assert len(trials) == 9
-    assert (trials["iterations"] < epochs).any(), "ASHA stopped no trial"
-    assert (trials.loc[trials["iterations"] < epochs, "status"] == "stopped").all()
-    best = trials.loc[trials["final_metric"].idxmax()]
-    assert best["iterations"] == epochs
-    assert best["status"] == "completed"
-    assert 0.5 < result.best_score <= 1.0
-    # The best checkpoint is the best trial's last epoch, on disk.
+    result = run_asha("random", tmp_path)
+    best = check_asha_cut(result)
+    # The best checkpoint is the best trial's, inside this experiment's directory.
     assert result.best_checkpoint is not None
-    assert str(best["trial_id"]) in str(result.best_checkpoint.path) or result.best_checkpoint.path
+    checkpoint = Path(result.best_checkpoint.path).resolve()
+    assert checkpoint.is_relative_to(Path(result.path).resolve())
+    owners = [r for r in result.result_grid if r.metrics.get("trial_id") == best["trial_id"]]
+    assert len(owners) == 1
+    assert checkpoint.is_relative_to(Path(owners[0].path).resolve())
+    assert owners[0].checkpoint is not None
+    assert Path(owners[0].checkpoint.path).resolve() == checkpoint
 
-    # results.parquet round-trips to the same table tune_model returned.
-    pd.testing.assert_frame_equal(read_results(result.path), result.trials)
+    # results.parquet holds the rows tune_model returned. Compared by trial id: the row order
+    # differs when trials start in another order than they were created (result.trials comes
+    # from the trial log, in start order; results.parquet is in creation order; reported).
+    pd.testing.assert_frame_equal(
+        read_results(result.path).sort_values("trial_id", ignore_index=True),
+        result.trials.sort_values("trial_id", ignore_index=True),
+    )
 
 
 def test_hyperband_is_asynchronous_over_all_brackets():
@@ -125,8 +112,6 @@ def test_other_schedulers_run_to_completion(tmp_path, scheduler):
     if scheduler == "fifo":
         assert (trials["iterations"] == epochs).all()
     # The scheduler's state is kept for a resume (the median rule holds lambdas).
-    from pathlib import Path
-
     assert (Path(result.path) / "scheduler-state.pkl").exists()
 
 
