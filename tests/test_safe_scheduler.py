@@ -43,9 +43,7 @@ def trial(trial_id: str) -> Trial:
     return Trial("safe_scheduler_test", stub=True, trial_id=trial_id)
 
 
-def report(
-    scheduler: SafeScheduler, t: Trial, iteration: int, metrics: dict[str, Any]
-) -> str:
+def report(scheduler: SafeScheduler, t: Trial, iteration: int, metrics: dict[str, Any]) -> str:
     return scheduler.on_trial_result(None, t, {"training_iteration": iteration, **metrics})
 
 

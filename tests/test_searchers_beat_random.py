@@ -48,9 +48,10 @@ REFERENCE_SEEDS = range(1000, 1101)
 
 def shifted_quadratic(config: dict[str, Any]) -> float:
     """0 at x = SHIFT, lr = 10**LOG10_LR; a bowl in the searchers' own (log for lr) coordinates."""
-    return sum((config[f"x{i}"] - s) ** 2 for i, s in enumerate(SHIFT)) + (
-        math.log10(config["lr"]) - LOG10_LR
-    ) ** 2
+    return (
+        sum((config[f"x{i}"] - s) ** 2 for i, s in enumerate(SHIFT))
+        + (math.log10(config["lr"]) - LOG10_LR) ** 2
+    )
 
 
 @dataclass(frozen=True)
