@@ -3,50 +3,64 @@ trials on Ray Tune.
 
 Change one import line and keep the rest::
 
-    from hpt_ray import TuneSearchCV            # was: from sklearn.model_selection import
-    GridSearchCV
-    search = TuneSearchCV(SVC(), {"C": [0.1, 1, 10]}, searcher="grid", cv=5).fit(X, y)
+    from hpt_ray import TuneSearchCV    # was: from sklearn.model_selection import GridSearchCV
+    search = TuneSearchCV(SVC(), param_grid={"C": [0.1, 1, 10]}, cv=5).fit(X, y)
     search.best_params_, search.best_score_, search.cv_results_
 
-Semantics follow scikit-learn's: the folds are drawn once (``check_cv`` on ``cv``) and shared by
-every trial; each
-trial fits a clone on each training fold and scores it with the same scorers GridSearchCV builds
-from ``scoring``;
-``cv_results_`` has the same keys, shapes and ranking rule (NaN scores rank last); ``refit`` refits
-the best
-configuration on all the data. ``searcher="grid"`` enumerates the grid in ``ParameterGrid`` order,
-so
-``best_params_`` matches GridSearchCV's even with ties; any other searcher behaves as
-RandomizedSearchCV with a
-smarter proposal, running ``n_trials`` trials.
+Both spellings are accepted: ``param_grid`` (GridSearchCV; the searcher then defaults to "grid")
+and ``param_distributions`` (RandomizedSearchCV, the second positional argument; "random" by
+default), with ``n_iter`` (or its alias ``n_trials``) trials for any searcher but the grid.
 
-The scheduler defaults to "fifo": every trial is scored on its full fit, as scikit-learn does. Pass
-``scheduler="asha"`` to cut iterative estimators early; their scores in ``cv_results_`` are then
-the last stage
-they reached.
+Semantics follow scikit-learn's: the folds are drawn once (``check_cv`` on ``cv``, with ``groups``
+for group splitters) and shared by every trial; each trial fits a clone on each training fold, with
+the fit parameters (``sample_weight``, any ``**params``) split per fold as GridSearchCV splits
+them, and scores it with the same scorers GridSearchCV builds from ``scoring``; ``cv_results_``
+has the same keys, shapes and ranking rule (NaN scores rank last); ``refit`` refits the best
+configuration on all the data with the full fit parameters. A failing fit scores ``error_score``
+and is summarized in one `FitFailedWarning` after the search, or, with ``error_score="raise"``,
+raises its own exception. ``searcher="grid"`` enumerates the grid in ``ParameterGrid`` order, so
+``best_params_`` matches GridSearchCV's even with ties; any other searcher behaves as
+RandomizedSearchCV with a smarter proposal.
+
+The scheduler defaults to "fifo": every trial is one plain ``fit`` per fold, scored exactly as
+scikit-learn scores it. Pass ``scheduler="asha"`` (or another early-stopping scheduler) to stage
+iterative estimators (``warm_start``/``partial_fit``, see ``trainables.sklearn_trainable``) and
+cut poor ones early; their scores in ``cv_results_`` are then the last stage they reached.
+
+Nothing is written to the working directory: without ``storage_path`` the Ray experiment lives in
+a temporary directory removed after ``fit``; with one, each fit gets its own new run directory
+``TuneSearchCV-<estimator>-<time>-<random suffix>`` under it (``hpt_ray.tuning.claim_directory``).
 """
 
 from __future__ import annotations
 
+import contextlib
+import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 from numpy.ma import MaskedArray
+from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 from scipy.stats import rankdata
 from sklearn.base import clone, is_classifier
-from sklearn.model_selection import check_cv
+from sklearn.model_selection import ParameterGrid, check_cv
 from sklearn.model_selection._search import BaseSearchCV
+from sklearn.model_selection._validation import _warn_or_raise_about_fit_failures
 from sklearn.utils import indexable
+from sklearn.utils.validation import _check_method_params
 
 import searchers
-from hpt_ray.schedulers import make_scheduler
+from hpt_ray.schedulers import SafeScheduler, make_scheduler
 from hpt_ray.spaces import to_tune_space, validate_space
-from hpt_ray.tuning import _max_stages, grid_size, run_experiment
+from hpt_ray.tuning import grid_size, run_experiment
 from trainables.data import Dataset
 from trainables.resources import resources_from_spec
-from trainables.sklearn_trainable import make_sklearn_trainable
+from trainables.sklearn_trainable import make_sklearn_trainable, max_reports
+
+# Trials of RandomizedSearchCV's default n_iter.
+DEFAULT_N_ITER = 10
 
 
 class TuneSearchCV(BaseSearchCV):
@@ -55,41 +69,50 @@ class TuneSearchCV(BaseSearchCV):
     Args:
         estimator: a scikit-learn estimator.
         param_distributions: parameter name -> list of values, scipy.stats distribution or Ray Tune
-            domain
-            (a list of such dicts for ``searcher="grid"``, as GridSearchCV's ``param_grid``
-            allows).
+            domain (RandomizedSearchCV's name; a list of such dicts for ``searcher="grid"``).
+        param_grid: GridSearchCV's name for the same thing (a dict or a list of dicts); give
+            either it or `param_distributions`. With it the searcher defaults to "grid".
         searcher: "grid" (GridSearchCV), "random" (RandomizedSearchCV) or any name in
-            ``searchers.available()``.
-        n_trials: number of configurations tried (ignored by "grid", which tries the whole grid).
+            ``searchers.available()``. Default: "grid" with `param_grid`, else "random".
+        n_iter: number of configurations tried (RandomizedSearchCV's name; default 10); ignored
+            by "grid", which tries the whole grid.
+        n_trials: alias of `n_iter` (an error when both are given and differ).
         cv: an int (k folds, stratified for classifiers), a splitter, or an iterable of (train,
             test) splits.
         scoring: None (the estimator's ``score``), a scorer name, a callable, a list or a dict of
             them.
         refit: True, the name of the scorer to refit on (multi-metric), a callable, or False.
-        error_score: score given to a fold whose fit fails, or "raise".
+        error_score: score given to a fold whose fit fails, or "raise" to raise its exception.
         return_train_score: also score the training folds.
-        scheduler: Ray scheduler name ("fifo" default, "asha", "hyperband", "median").
-        max_concurrent: trials at once (default: as many as the CPUs allow). ``n_jobs`` is accepted
-            as an alias
-            so GridSearchCV code runs unchanged.
+        scheduler: Ray scheduler name ("fifo" default, "asha", "hyperband", "median") or
+            instance. Iterative estimators are staged only under a scheduler other than FIFO.
+        max_concurrent: trials at once (default: as many as the CPUs allow). ``n_jobs`` is
+            accepted as an alias so GridSearchCV code runs unchanged.
+        n_jobs: alias of `max_concurrent` (used when `max_concurrent` is None).
         resources_per_trial: e.g. {"cpu": 1}.
+        searcher_options: keyword options for ``searchers.make_searcher``.
+        max_stages: the most reports a staged trial makes (schedulers other than FIFO).
         random_state: seed for the searcher.
+        storage_path: keep Ray's experiment under this directory or URI (a fresh, uniquely named
+            run directory per fit); None (default) uses a temporary directory removed after fit.
         verbose: 0 silent, 1 a progress line.
     """
 
     def __init__(
         self,
         estimator: Any,
-        param_distributions: Any,
+        param_distributions: Any = None,
         *,
-        searcher: str = "random",
-        n_trials: int = 10,
+        param_grid: Any = None,
+        searcher: str | None = None,
+        n_iter: int | None = None,
+        n_trials: int | None = None,
         cv: Any = 5,
         scoring: Any = None,
         refit: Any = True,
         error_score: Any = np.nan,
         return_train_score: bool = False,
-        scheduler: str = "fifo",
+        scheduler: str | TrialScheduler = "fifo",
         max_concurrent: int | None = None,
         n_jobs: int | None = None,
         resources_per_trial: Mapping[str, Any] | None = None,
@@ -101,7 +124,9 @@ class TuneSearchCV(BaseSearchCV):
     ) -> None:
         self.estimator = estimator
         self.param_distributions = param_distributions
+        self.param_grid = param_grid
         self.searcher = searcher
+        self.n_iter = n_iter
         self.n_trials = n_trials
         self.cv = cv
         self.scoring = scoring
@@ -118,38 +143,47 @@ class TuneSearchCV(BaseSearchCV):
         self.storage_path = storage_path
         self.verbose = verbose
 
-    def fit(self, X: Any, y: Any = None, *, groups: Any = None, **fit_params: Any) -> TuneSearchCV:
-        """Run the search, then refit the best configuration on all of (X, y) if ``refit``."""
-        if fit_params:
-            raise TypeError(
-                f"TuneSearchCV.fit does not route fit parameters yet (got {sorted(fit_params)}); "
-                "set them on the estimator instead"
-            )
-        X, y, groups = indexable(X, y, groups)
-        grids = self._grids()
+    def fit(self, X: Any, y: Any = None, **params: Any) -> TuneSearchCV:
+        """Run the search, then refit the best configuration on all of (X, y) if ``refit``.
+
+        Args:
+            X, y: the data, as GridSearchCV takes it.
+            params: as in GridSearchCV: ``groups`` goes to the splitter; every other parameter
+                goes to the estimator's ``fit`` (an array-like as long as X is split per fold,
+                the rest is passed as is, and the refit gets them whole); ``sample_weight`` also
+                goes to scorers that accept it.
+        """
+        searcher = self._searcher_name()
+        n_trials = self._n_trials()
+        grids = self._grids(searcher)
         scorers, refit_metric = self._get_scorers()
         multimetric = not (
             callable(self.scoring) or self.scoring is None or isinstance(self.scoring, str)
         )
         scoring_names = self._scoring_names()
+        X, y = indexable(X, y)
+        params = _check_method_params(X, params=params)
+        # GridSearchCV's own routing: groups to the splitter, the rest to fit, sample_weight also
+        # to the scorers that take it (or metadata routing, when the user enabled it).
+        routed = self._get_routed_params_for_fit(params)
         splitter = check_cv(self.cv, y, classifier=is_classifier(self.estimator))
-        splits = [(train, test) for train, test in splitter.split(X, y, groups)]
+        splits = list(splitter.split(X, y, **routed.splitter.split))
         n_splits = len(splits)
         data = _cv_dataset(X, y, classifier=is_classifier(self.estimator))
 
-        # Fail early (before any trial) on a bad space or option.
+        # Fail early (before any trial) on a bad space, option or data.
         spaces = []
         for grid in grids:
-            space = to_tune_space(grid, grid=self.searcher == "grid")
-            validate_space(space, searcher=self.searcher, estimator=self.estimator)
+            space = to_tune_space(grid, grid=searcher == "grid")
+            validate_space(space, searcher=searcher, estimator=self.estimator)
             spaces.append(space)
         resources = resources_from_spec(dict(self.resources_per_trial or {"cpu": 1}))
         concurrency = self.max_concurrent
         if concurrency is None and isinstance(self.n_jobs, int) and self.n_jobs > 0:
             concurrency = self.n_jobs
-        if not isinstance(self.n_trials, int) or self.n_trials < 1:
-            raise ValueError(f"n_trials must be a positive integer, got {self.n_trials!r}")
-
+        # Staging only helps a scheduler that stops trials early; under FIFO it would only change
+        # the scores (partial_fit epochs are not fit, issue #11 item 6).
+        staged = _stops_early(self.scheduler)
         fn = make_sklearn_trainable(
             self.estimator,
             cv=splits,
@@ -157,50 +191,65 @@ class TuneSearchCV(BaseSearchCV):
             error_score=self.error_score,
             return_train_score=self.return_train_score,
             max_stages=self.max_stages,
+            staged=staged,
+            data=data,  # refuses NaN/inf the estimator cannot take, naming the column
         )
         from ray import tune
 
-        trainable = tune.with_resources(tune.with_parameters(fn, data=data), resources)
+        trainable = tune.with_resources(
+            tune.with_parameters(
+                fn, data=data, fit_params=routed.estimator.fit, score_params=routed.scorer.score
+            ),
+            resources,
+        )
         target = self._search_metric(refit_metric) if multimetric else scoring_names[0]
         metric = f"mean_test_{target}"
-        max_t = _max_stages(self.estimator, spaces[0], self.max_stages)
+        max_t = max(
+            max_reports(self.estimator, space, self.max_stages, staged=staged) for space in spaces
+        )
 
         candidates: list[dict[str, Any]] = []
         rows: list[dict[str, Any]] = []
-        errors: list[str | None] = []
-        for index, space in enumerate(spaces):
-            search_alg = searchers.make_searcher(
-                self.searcher, seed=self.random_state, **dict(self.searcher_options or {})
-            )
-            num_samples = self.n_trials
-            if self.searcher == "grid":
-                num_samples = grid_size(space, self.searcher_options)
-            run = run_experiment(
-                trainable,
-                space,
-                metric=metric,
-                mode="max",
-                searcher=search_alg,
-                scheduler=make_scheduler(self.scheduler, max_t=max_t),
-                max_t=max_t,
-                num_samples=num_samples,
-                max_concurrent=concurrency,
-                # Checked against the cluster first: an impossible request fails in seconds.
-                resources=resources,
-                storage_path=self.storage_path,
-                name=f"TuneSearchCV-{type(self.estimator).__name__}-{time.strftime('%Y%m%d-%H%M%S')}-{index}",
-                verbose=self.verbose,
-            )
-            for _, row in run.frame.iterrows():
-                trial_id = row["trial_id"]
-                candidates.append(dict(run.configs[trial_id]))
-                rows.append(run.last_results.get(trial_id, {}))
-                errors.append(row["error"] if row["status"] == "error" else None)
+        with _experiment_storage(self.storage_path) as storage:
+            for index, space in enumerate(spaces):
+                search_alg = searchers.make_searcher(
+                    searcher, seed=self.random_state, **dict(self.searcher_options or {})
+                )
+                num_samples = n_trials
+                if searcher == "grid":
+                    num_samples = grid_size(space, self.searcher_options)
+                run = run_experiment(
+                    trainable,
+                    space,
+                    metric=metric,
+                    mode="max",
+                    searcher=search_alg,
+                    scheduler=make_scheduler(self.scheduler, max_t=max_t),
+                    max_t=max_t,
+                    num_samples=num_samples,
+                    max_concurrent=concurrency,
+                    # Checked against the cluster first: an impossible request fails in seconds.
+                    resources=resources,
+                    storage_path=storage,
+                    # A fresh directory per run, <prefix>-<time>-<random suffix>: two fits in
+                    # the same second never share one (issue #11, item 1).
+                    name_prefix=f"TuneSearchCV-{type(self.estimator).__name__}"
+                    + ("" if len(spaces) == 1 else f"-grid{index}"),
+                    verbose=self.verbose,
+                    # GridSearchCV stops at the first failing fit under "raise"; so do we.
+                    fail_fast=self.error_score == "raise",
+                )
+                _raise_trial_error(run.result_grid)
+                trial_ids = list(run.frame["trial_id"])
+                if searcher == "grid":
+                    # GridSearchCV's order (ParameterGrid), whatever order trials started in:
+                    # cv_results_ rows and best_index_ on ties then match it.
+                    trial_ids = _in_grid_order(trial_ids, run.configs, grids[index])
+                for trial_id in trial_ids:
+                    candidates.append(dict(run.configs[trial_id]))
+                    rows.append(run.last_results.get(trial_id, {}))
 
-        if self.error_score == "raise" and any(errors):
-            raise RuntimeError(
-                f"a trial failed with error_score='raise': {next(e for e in errors if e)}"
-            )
+        _warn_about_fit_failures(rows, n_splits, self.error_score)
         self.cv_results_ = self._format(candidates, rows, scoring_names, n_splits)
         self.multimetric_ = multimetric
         self.scorer_ = scorers
@@ -219,9 +268,9 @@ class TuneSearchCV(BaseSearchCV):
             )
             start = time.perf_counter()
             if y is not None:
-                self.best_estimator_.fit(X, y)
+                self.best_estimator_.fit(X, y, **routed.estimator.fit)
             else:
-                self.best_estimator_.fit(X)
+                self.best_estimator_.fit(X, **routed.estimator.fit)
             self.refit_time_ = time.perf_counter() - start
             if hasattr(self.best_estimator_, "feature_names_in_"):
                 self.feature_names_in_ = self.best_estimator_.feature_names_in_
@@ -229,20 +278,49 @@ class TuneSearchCV(BaseSearchCV):
 
     # -- helpers
     # ---------------------------------------------------------------------------------------
-    def _grids(self) -> list[Mapping[str, Any]]:
-        spaces = self.param_distributions
+    def _searcher_name(self) -> str:
+        if self.searcher is not None:
+            return str(self.searcher)
+        return "grid" if self.param_grid is not None else "random"
+
+    def _n_trials(self) -> int:
+        if self.n_iter is not None and self.n_trials is not None and self.n_iter != self.n_trials:
+            raise ValueError(
+                f"n_iter={self.n_iter!r} and n_trials={self.n_trials!r} disagree: n_trials is an "
+                "alias of n_iter (RandomizedSearchCV's name); give one of them"
+            )
+        value = self.n_iter if self.n_iter is not None else self.n_trials
+        if value is None:
+            return DEFAULT_N_ITER
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            name = "n_iter" if self.n_iter is not None else "n_trials"
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        return value
+
+    def _grids(self, searcher: str) -> list[Mapping[str, Any]]:
+        if self.param_grid is not None and self.param_distributions is not None:
+            raise ValueError(
+                "give param_grid (GridSearchCV's name) or param_distributions "
+                "(RandomizedSearchCV's name), not both"
+            )
+        name = "param_grid" if self.param_grid is not None else "param_distributions"
+        spaces = self.param_grid if self.param_grid is not None else self.param_distributions
+        if spaces is None:
+            raise TypeError(
+                "TuneSearchCV needs a search space: param_grid={'C': [0.1, 1, 10]} (as in "
+                "GridSearchCV) or param_distributions={...} (as in RandomizedSearchCV)"
+            )
         if isinstance(spaces, Mapping):
             return [spaces]
         if isinstance(spaces, Sequence) and spaces and all(isinstance(s, Mapping) for s in spaces):
-            if self.searcher != "grid":
+            if searcher != "grid":
                 raise ValueError(
-                    "param_distributions: a list of dicts is a union of grids, which only "
-                    "searcher='grid' "
+                    f"{name}: a list of dicts is a union of grids, which only searcher='grid' "
                     "enumerates; pass one dict for other searchers"
                 )
             return list(spaces)
         raise TypeError(
-            "param_distributions must be a dict of parameter -> values/distribution (or, for "
+            f"{name} must be a dict of parameter -> values/distribution (or, for "
             f"searcher='grid', a non-empty list of such dicts), got {type(spaces).__name__}"
         )
 
@@ -297,6 +375,79 @@ class TuneSearchCV(BaseSearchCV):
         return results
 
 
+def _stops_early(scheduler: Any) -> bool:
+    """Whether `scheduler` acts on intermediate reports (anything but FIFO)."""
+    if isinstance(scheduler, str):
+        return scheduler.lower() != "fifo"
+    inner = scheduler.inner if isinstance(scheduler, SafeScheduler) else scheduler
+    # ASHA and the median rule subclass FIFOScheduler: only FIFO itself never stops a trial.
+    return type(inner) is not FIFOScheduler
+
+
+@contextlib.contextmanager
+def _experiment_storage(storage_path: str | None) -> Iterator[str]:
+    """The user's `storage_path`, or a temporary directory removed when the search ends."""
+    if storage_path is not None:
+        yield storage_path
+        return
+    with tempfile.TemporaryDirectory(
+        prefix="hpt_ray-TuneSearchCV-", ignore_cleanup_errors=True
+    ) as directory:
+        yield directory
+
+
+def _in_grid_order(
+    trial_ids: list[str], configs: Mapping[str, Mapping[str, Any]], grid: Mapping[str, Any]
+) -> list[str]:
+    """`trial_ids` sorted by their config's position in ``ParameterGrid(grid)``.
+
+    Configs are matched by the repr of their values (a config that travelled through Ray holds
+    copies, and estimators compare by identity); one that matches nothing keeps its place after
+    the matched ones.
+    """
+    try:
+        positions = {_config_key(p): i for i, p in enumerate(ParameterGrid(dict(grid)))}
+    except TypeError:  # not a grid of lists (e.g. Ray Tune domains): keep the run's order
+        return trial_ids
+    unmatched = len(positions)
+    return sorted(trial_ids, key=lambda tid: positions.get(_config_key(configs[tid]), unmatched))
+
+
+def _config_key(config: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
+    return tuple((name, repr(value)) for name, value in sorted(config.items()))
+
+
+def _raise_trial_error(result_grid: Any) -> None:
+    """Raise the first exception that escaped a trial, as its own type with its own message.
+
+    Fit failures under a numeric error_score never get here (the trial scores them); what does
+    is a fit under error_score="raise", or anything else that went wrong in a trial.
+    """
+    if result_grid is None:
+        return
+    for result in result_grid:
+        error = result.error
+        if error is None:
+            continue
+        # Ray wraps the trial's exception (RayTaskError(ValueError)); `cause` is the original.
+        cause = getattr(error, "cause", None)
+        if isinstance(cause, BaseException):
+            raise cause from error
+        raise error
+
+
+def _warn_about_fit_failures(rows: list[dict[str, Any]], n_splits: int, error_score: Any) -> None:
+    """GridSearchCV's FitFailedWarning (or its ValueError when every fit failed), from the
+    ``n_failed_splits``/``trial_error`` each trial reports."""
+    fits: list[dict[str, str | None]] = []
+    for row in rows:
+        n_failed = int(row.get("n_failed_splits", 0) or 0)
+        error = str(row.get("trial_error", "")) or None
+        fits.extend({"fit_error": error} for _ in range(n_failed))
+        fits.extend({"fit_error": None} for _ in range(n_splits - n_failed))
+    _warn_or_raise_about_fit_failures(fits, error_score)
+
+
 def _rank(means: np.ndarray) -> np.ndarray:
     """scikit-learn's ranking: 1 is best, ties share the lowest rank, NaN scores tie for last."""
     if means.size == 0 or np.isnan(means).all():
@@ -329,9 +480,10 @@ def _param_arrays(candidates: list[dict[str, Any]]) -> dict[str, MaskedArray]:
 
 
 def _cv_dataset(X: Any, y: Any, *, classifier: bool) -> Dataset:
-    """The caller's X and y as given (a DataFrame keeps its columns for pipelines): every trial
-    scores the
-    explicit CV splits of ``X, y``, so the hold-out fields are unused and point at the same arrays.
+    """The caller's X and y as given (a DataFrame keeps its columns for pipelines).
+
+    Every trial scores the explicit CV splits of ``X, y``, so the hold-out fields are unused and
+    point at the same arrays.
     """
     classes = np.unique(y) if classifier and y is not None else None
     return Dataset(

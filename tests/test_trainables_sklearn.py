@@ -1,4 +1,5 @@
-"""The scikit-learn trainable in real Ray Tuners: GridSearchCV-identical scores, stages, errors."""
+"""The scikit-learn trainable in real Ray Tuners: GridSearchCV-identical scores, stages, errors,
+fit parameters and data checks."""
 
 from __future__ import annotations
 
@@ -8,17 +9,27 @@ from typing import Any
 import numpy as np
 import pytest
 from ray import tune
-from sklearn.ensemble import GradientBoostingClassifier, RandomForestClassifier
+from sklearn.ensemble import (
+    GradientBoostingClassifier,
+    HistGradientBoostingClassifier,
+    RandomForestClassifier,
+)
 from sklearn.exceptions import FitFailedWarning
+from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression, SGDClassifier
 from sklearn.model_selection import GridSearchCV, StratifiedKFold
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import PolynomialFeatures, StandardScaler
+from sklearn.svm import SVC
 from sklearn.tree import DecisionTreeClassifier
 
 from trainables.data import Dataset, load_data
 from trainables.sklearn_trainable import (
     SklearnTrialOptions,
     _build_scorer,
+    allows_nan,
     make_sklearn_trainable,
+    max_reports,
     n_stages,
     run_sklearn_trial,
 )
@@ -41,11 +52,21 @@ def _tune(fn: Any, data: Dataset, space: dict[str, Any], tmp_path: Path) -> tune
 def _direct(estimator: Any, config: dict[str, Any], data: Dataset, **opts: Any) -> list[dict]:
     """Run the trainable's body without Ray, collecting its reports (for pure-logic checks)."""
     scoring = opts.pop("scoring", None)
+    fit_params = opts.pop("fit_params", None)
+    score_params = opts.pop("score_params", None)
     error_score = opts.get("error_score", np.nan)
     scorer, multimetric = _build_scorer(estimator, scoring, error_score)
     options = SklearnTrialOptions(scoring=scorer, multimetric=multimetric, **opts)
     reports: list[dict] = []
-    run_sklearn_trial(estimator, config, data, options=options, report=reports.append)
+    run_sklearn_trial(
+        estimator,
+        config,
+        data,
+        options=options,
+        report=reports.append,
+        fit_params=fit_params,
+        score_params=score_params,
+    )
     return reports
 
 
@@ -57,7 +78,9 @@ def test_scores_equal_gridsearchcv_bit_for_bit(tmp_path: Path) -> None:
     scoring = ["accuracy", "neg_log_loss"]
     # C=-1 fails in fit: both sides must give error_score (NaN) for it.
     grid = [0.5, -1.0]
-    fn = make_sklearn_trainable(estimator, cv=folds, scoring=scoring, return_train_score=True)
+    fn = make_sklearn_trainable(
+        estimator, cv=folds, scoring=scoring, return_train_score=True, error_score=np.nan
+    )
     with pytest.warns(FitFailedWarning):  # GridSearchCV, like us, warns about C=-1
         search = GridSearchCV(
             estimator, {"C": grid}, cv=folds, scoring=scoring, refit=False, return_train_score=True
@@ -84,6 +107,32 @@ def test_scores_equal_gridsearchcv_bit_for_bit(tmp_path: Path) -> None:
         )
     assert np.isnan(by_c[-1.0]["mean_test_accuracy"])
     assert by_c[0.5]["mean_test_accuracy"] > 0.9
+    # The failure reaches the driver in the result: which error, on how many splits.
+    assert by_c[-1.0]["n_failed_splits"] == 3
+    assert by_c[-1.0]["trial_error"].startswith("InvalidParameterError: The 'C' parameter")
+    assert "trial_error" not in by_c[0.5]
+
+
+@pytest.mark.slow
+def test_failing_fit_fails_the_trial_by_default(tmp_path: Path) -> None:
+    """error_score defaults to "raise": Ray records an error trial with the fit's own exception."""
+    data = load_data("iris")
+    fn = make_sklearn_trainable(LogisticRegression(max_iter=300), cv=3)
+    results = tune.Tuner(
+        tune.with_parameters(fn, data=data),
+        param_space={"C": tune.grid_search([0.5, -1.0])},
+        run_config=tune.RunConfig(storage_path=str(tmp_path), name="sk", verbose=0),
+    ).fit()
+    by_c = {r.config["C"]: r for r in results}
+    assert by_c[0.5].error is None
+    error = by_c[-1.0].error
+    assert error is not None
+    assert type(error.cause).__name__ == "InvalidParameterError"  # the original, unwrapped
+    assert "The 'C' parameter of LogisticRegression must be" in str(error.cause)
+    # The last line of Ray's error file (what the results table shows) names type and message.
+    (error_file,) = Path(tmp_path, "sk").glob("*C=-1*/error.txt")
+    last = error_file.read_text().strip().splitlines()[-1]
+    assert "InvalidParameterError: The 'C' parameter of LogisticRegression" in last
 
 
 @pytest.mark.slow
@@ -117,12 +166,65 @@ def test_partial_fit_stages_are_epochs() -> None:
     (single,) = _direct(estimator, {"alpha": 1e-3}, data, cv=folds, max_stages=1)
     search = GridSearchCV(estimator, {"alpha": [1e-3]}, cv=folds).fit(data.X, data.y)
     assert single["mean_test_score"] == search.cv_results_["mean_test_score"][0]
+    # staged=False (FIFO) does the same whatever max_stages says: one plain fit.
+    (unstaged,) = _direct(estimator, {"alpha": 1e-3}, data, cv=folds, staged=False)
+    assert unstaged["mean_test_score"] == search.cv_results_["mean_test_score"][0]
+    assert n_stages(estimator, 10, staged=False) == 1
 
 
 def test_staging_rules() -> None:
     assert n_stages(RandomForestClassifier(n_estimators=7), 10) == 7
     assert n_stages(LogisticRegression(max_iter=1000), 10) == 1  # solver iterations: not staged
     assert n_stages(DecisionTreeClassifier(), 10) == 1
+    forest = RandomForestClassifier(n_estimators=7)
+    assert max_reports(forest, ["max_depth"], 10) == 7
+    assert max_reports(forest, ["n_estimators"], 10) == 10  # searched: bounded by max_stages
+    assert max_reports(forest, ["n_estimators"], 10, staged=False) == 1
+    pipe = make_pipeline(StandardScaler(), SGDClassifier(max_iter=5))
+    assert max_reports(pipe, ["sgdclassifier__max_iter"], 4) == 1  # a Pipeline is never staged
+
+
+def test_fit_params_are_split_per_fold_as_gridsearchcv_does() -> None:
+    data = load_data("breast_cancer")
+    folds = list(StratifiedKFold(3, shuffle=True, random_state=0).split(data.X, data.y))
+    weights = np.random.default_rng(0).uniform(0.1, 3.0, data.n_samples)
+    estimator = LogisticRegression(max_iter=3000)
+    search = GridSearchCV(estimator, {"C": [0.05]}, cv=folds).fit(
+        data.X, data.y, sample_weight=weights
+    )
+    # GridSearchCV also weights the scores (its scorer accepts sample_weight).
+    weighted = {"sample_weight": weights}
+    (report,) = _direct(
+        estimator, {"C": 0.05}, data, cv=folds, fit_params=weighted, score_params=weighted
+    )
+    for i in range(3):
+        key = f"split{i}_test_score"
+        assert report[key] == pytest.approx(search.cv_results_[key][0], abs=1e-12)
+    (unweighted,) = _direct(estimator, {"C": 0.05}, data, cv=folds)
+    assert unweighted["mean_test_score"] != report["mean_test_score"]  # the weights did act
+    with pytest.raises(ValueError, match="need explicit cross-validation splits"):
+        _direct(estimator, {}, data, fit_params={"sample_weight": weights})
+
+
+def test_nan_refused_before_any_trial_unless_the_estimator_takes_it() -> None:
+    X, y = load_data("iris").X.copy(), load_data("iris").y
+    X[7, 2] = np.nan
+    data = load_data((X, y))
+    assert not allows_nan(SVC())
+    assert allows_nan(HistGradientBoostingClassifier())
+    assert allows_nan(make_pipeline(SimpleImputer(), SVC()))  # the first step decides
+    assert not allows_nan(make_pipeline(PolynomialFeatures(), SVC()))
+    with pytest.raises(ValueError, match="column 2 \\(1 NaN\\)"):
+        make_sklearn_trainable(SVC(), cv=3, data=data)
+    make_sklearn_trainable(HistGradientBoostingClassifier(), cv=3, data=data)
+    make_sklearn_trainable(make_pipeline(SimpleImputer(), SVC()), cv=3, data=data)
+    # Inf is refused even for an estimator that takes NaN.
+    X[3, 0] = np.inf
+    with pytest.raises(ValueError, match="column 0 \\(1 inf\\)"):
+        make_sklearn_trainable(HistGradientBoostingClassifier(), cv=3, data=load_data((X, y)))
+    # Without data given up front, the trial itself refuses it.
+    with pytest.raises(ValueError, match="column 2"):
+        _direct(SVC(), {}, data, cv=3)
 
 
 def test_holdout_split_and_single_scorer_named_score() -> None:
@@ -144,6 +246,8 @@ def test_error_score_and_raise() -> None:
         reports = _direct(LogisticRegression(), {"C": -1.0}, data, cv=2, error_score=-5.0)
     assert len(reports) == 1
     assert reports[0]["split0_test_score"] == reports[0]["mean_test_score"] == -5.0
+    assert reports[0]["n_failed_splits"] == 2
+    assert reports[0]["trial_error"].startswith("InvalidParameterError: The 'C' parameter")
     with pytest.raises(ValueError, match="C"):
         _direct(LogisticRegression(), {"C": -1.0}, data, cv=2, error_score="raise")
 

@@ -20,8 +20,11 @@ Splits: ``cv=None`` uses the Dataset's hold-out split (one split: train on ``X_t
 Dataset.y`` (``check_cv(cv, y, classifier=is_classifier(estimator))`` as GridSearchCV does; pass a
 materialized list so every trial sees identical folds even with a shuffling splitter).
 
-Staging, so that ASHA/Hyperband can stop poor trials early (``S = n_stages(estimator, max_stages)``
-reports per trial; all splits advance in lockstep and each report holds the mean over splits):
+Staging, so that ASHA/Hyperband can stop poor trials early. It is asked for with ``staged=True``
+and only then happens, because a staged trial does not score as GridSearchCV does for every
+estimator (``partial_fit`` epochs are not ``fit``): pass ``staged=False`` whenever no scheduler
+acts on intermediate reports (FIFO). ``S = n_stages(estimator, max_stages)`` reports per trial;
+all splits advance in lockstep and each report holds the mean over splits:
 
 1. ``warm_start`` + ``n_estimators`` (GradientBoosting*, RandomForest*, ExtraTrees*, Bagging*):
    ``S = min(n_estimators, max_stages)``; stage ``k`` refits with ``warm_start=True`` and
@@ -33,16 +36,32 @@ reports per trial; all splits advance in lockstep and each report holds the mean
    ``partial_fit`` pass (one epoch) over the training split, with ``classes`` for classifiers. The
    configured ``max_iter`` thus caps the number of epochs, and ``max_stages`` caps it again: a
    trial of an ``SGDClassifier(max_iter=1000)`` with ``max_stages=10`` trains 10 epochs. These
-   scores differ from GridSearchCV's, which calls ``fit`` (its own epoch loop and stopping rule).
-4. Anything else, or whenever ``S`` is 1 (e.g. ``max_stages=1``): one plain ``fit``, one report.
+   scores differ from GridSearchCV's, which calls ``fit`` (its own epoch loop and stopping rule):
+   MLPClassifier on 3-fold digits scored 0.167 after 10 epochs against 0.792 with ``fit``
+   (issue #11, item 6).
+4. Anything else, ``staged=False``, or whenever ``S`` is 1 (e.g. ``max_stages=1``): one plain
+   ``fit``, one report, exactly GridSearchCV's score.
 
 An estimator without a ``max_iter`` parameter is not staged through ``partial_fit`` (repeated
 passes of e.g. naive Bayes count the data twice). A configuration that searches ``n_estimators`` or
-``max_iter`` makes ``S`` vary per trial; ``max_stages`` is the upper bound for every trial.
+``max_iter`` makes ``S`` vary per trial; `max_reports` gives the bound for a space.
 
-Failures: a split whose fit raises scores ``error_score`` for every scorer from then on (with a
-`FitFailedWarning` carrying the traceback); ``error_score="raise"`` re-raises. A failing scorer
-follows sklearn's ``_score`` rules. When every split has failed, the trial reports once and ends.
+Fit and score parameters (``fit_params``, ``score_params`` of the trainable, e.g.
+``sample_weight``) are split per fold as GridSearchCV splits them: an array-like as long as
+``Dataset.X`` is indexed with the fold's train (fit, train scores) or test (test scores) indices,
+anything else is passed as is. They need explicit splits (``cv`` not None).
+
+Data: NaN/inf the estimator cannot take (scikit-learn's ``allow_nan`` tag, `allows_nan`) is
+refused with a ValueError naming the column, by `check_sklearn_data`: before any trial when
+`make_sklearn_trainable` is given the Dataset, else at the start of each trial.
+
+Failures (scikit-learn's ``_fit_and_score`` rules): with ``error_score="raise"`` (the default
+here) a failing fit raises its own exception, so Ray records the trial as an error with the
+traceback. With a number, a failed split scores ``error_score`` for every scorer from then on, and
+each report from then on carries ``n_failed_splits`` and ``trial_error`` (``"ExceptionType:
+message"`` of the first split that failed), so the driver sees what went wrong (worker warnings
+do not reach it). A failing scorer follows sklearn's ``_score`` rules. When every split has
+failed, the trial reports once and ends.
 """
 
 from __future__ import annotations
@@ -52,7 +71,7 @@ import math
 import numbers
 import time
 import warnings
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from traceback import format_exc
 from typing import Any
@@ -64,11 +83,17 @@ from sklearn.exceptions import FitFailedWarning
 from sklearn.metrics import check_scoring
 from sklearn.metrics._scorer import _check_multimetric_scoring, _MultimetricScorer
 from sklearn.model_selection import check_cv
+from sklearn.utils import get_tags
 from sklearn.utils.metaestimators import _safe_split
+from sklearn.utils.validation import _check_method_params
 
-from trainables.data import Dataset
+from trainables.data import Dataset, check_finite
 
 Splits = list[tuple[np.ndarray, np.ndarray]]
+
+# The parameters whose value is a trial's number of stages when it is staged (see the module
+# docstring); a space that searches one of them makes the count vary per trial.
+STAGE_PARAMS = ("n_estimators", "max_iter")
 
 
 @dataclass(frozen=True)
@@ -81,17 +106,22 @@ class SklearnTrialOptions:
         scoring: the validated scorer: a callable (single or dict-returning) or a
             `_MultimetricScorer` (as GridSearchCV builds it).
         multimetric: True when `scoring` was given as a list, tuple or dict.
-        error_score: the score of a failed split, or "raise".
+        error_score: the score of a failed split, or "raise" (re-raise the fit's exception).
         return_train_score: also score the training split.
         max_stages: upper bound on the number of reports of a staged estimator.
+        staged: stage iterative estimators (only useful to a scheduler that stops trials early).
+        data_checked: the Dataset was checked by `check_sklearn_data` before the run, so the
+            trials need not check it again.
     """
 
     cv: Any = None
     scoring: Callable[..., Any] | None = None
     multimetric: bool = False
-    error_score: float | str = np.nan
+    error_score: float | str = "raise"
     return_train_score: bool = False
     max_stages: int = 10
+    staged: bool = True
+    data_checked: bool = False
 
 
 def make_sklearn_trainable(
@@ -99,10 +129,12 @@ def make_sklearn_trainable(
     *,
     cv: Any = None,
     scoring: Any = None,
-    error_score: float | str = np.nan,
+    error_score: float | str = "raise",
     return_train_score: bool = False,
     max_stages: int = 10,
-) -> Callable[[dict[str, Any], Dataset], None]:
+    staged: bool = True,
+    data: Dataset | None = None,
+) -> Callable[..., None]:
     """Build a Ray Tune function trainable ``fn(config, data)`` that cross-validates `estimator`.
 
     Args:
@@ -114,16 +146,27 @@ def make_sklearn_trainable(
         scoring: None (``estimator.score``), a scorer name, a callable scorer
             ``scorer(estimator, X, y)``, a list/tuple of names, or a dict name -> scorer;
             the same meanings as in GridSearchCV.
-        error_score: the score given to a split whose fit fails, or "raise" to re-raise.
+        error_score: "raise" (default): a failing fit fails the trial with its own exception.
+            A number: the score of a split whose fit fails, as in GridSearchCV, with the error
+            reported as ``trial_error`` (see the module docstring).
         return_train_score: also report training-split scores.
         max_stages: the most reports a staged estimator makes (see the module docstring).
+        staged: report per stage (``warm_start``/``partial_fit``) so that a scheduler can stop
+            the trial early. Pass False under FIFO: every trial is then one plain ``fit`` per
+            split, scored exactly as GridSearchCV scores it.
+        data: the Dataset the trials will get; given, it is checked here (`check_sklearn_data`),
+            so data the estimator cannot take is refused before any trial starts.
 
     Returns:
-        ``fn(config, data)``: pass it to ``tune.with_parameters(fn, data=dataset)``.
+        ``fn(config, data, fit_params=None, score_params=None)``: pass it to
+        ``tune.with_parameters(fn, data=dataset)`` (add ``fit_params={"sample_weight": w}`` to
+        route fit parameters, split per fold as GridSearchCV does; ``score_params`` likewise go
+        to the scorer).
 
     Raises:
         TypeError / ValueError: an estimator without ``fit``, a bad `cv`, `scoring`,
-            `error_score` or `max_stages`; the message names the argument and the fix.
+            `error_score` or `max_stages`, or `data` with NaN/inf the estimator cannot take; the
+            message names the argument (or column) and the fix.
     """
     if not hasattr(estimator, "fit") or not hasattr(estimator, "get_params"):
         raise TypeError(
@@ -136,6 +179,10 @@ def make_sklearn_trainable(
         raise TypeError(f"max_stages must be an int >= 1; got {max_stages!r}.")
     if max_stages < 1:
         raise ValueError(f"max_stages must be an int >= 1; got {max_stages}.")
+    if not isinstance(staged, bool):
+        raise TypeError(f"staged must be True or False; got {staged!r}.")
+    if data is not None:
+        check_sklearn_data(estimator, data)
     scorer, multimetric = _build_scorer(estimator, scoring, error_score)
     options = SklearnTrialOptions(
         cv=_check_cv_arg(cv),
@@ -144,24 +191,94 @@ def make_sklearn_trainable(
         error_score=error_score,
         return_train_score=bool(return_train_score),
         max_stages=int(max_stages),
+        staged=staged,
+        data_checked=data is not None,
     )
     base = clone(estimator)
 
-    def sklearn_trainable(config: dict[str, Any], data: Dataset) -> None:
-        run_sklearn_trial(base, dict(config), data, options=options, report=tune.report)
+    def sklearn_trainable(
+        config: dict[str, Any],
+        data: Dataset,
+        fit_params: Mapping[str, Any] | None = None,
+        score_params: Mapping[str, Any] | None = None,
+    ) -> None:
+        run_sklearn_trial(
+            base,
+            dict(config),
+            data,
+            options=options,
+            report=tune.report,
+            fit_params=fit_params,
+            score_params=score_params,
+        )
 
     sklearn_trainable.__name__ = f"sklearn_{type(estimator).__name__}"
     sklearn_trainable.__qualname__ = sklearn_trainable.__name__
     return sklearn_trainable
 
 
-def n_stages(estimator: BaseEstimator, max_stages: int) -> int:
+def n_stages(estimator: BaseEstimator, max_stages: int, *, staged: bool = True) -> int:
     """How many reports a trial of this (configured) estimator makes; use it as ASHA's ``max_t``.
 
-    For a search space over ``n_estimators``/``max_iter`` the count varies per trial and
-    `max_stages` bounds all of them.
+    1 when not `staged`. For a search space over ``n_estimators``/``max_iter`` the count varies
+    per trial: `max_reports` bounds all of them.
     """
-    return len(_plan_stages(estimator, max_stages).targets)
+    return len(_plan_stages(estimator, max_stages, staged=staged).targets)
+
+
+def max_reports(
+    estimator: BaseEstimator,
+    space: Iterable[str],
+    max_stages: int,
+    *,
+    staged: bool = True,
+) -> int:
+    """The most reports any trial over `space` (its parameter names) makes: the scheduler's max_t.
+
+    When the space searches a stage parameter (``n_estimators``, ``max_iter``, also inside a
+    pipeline step), the count is taken at a large value of it, so no trial exceeds it.
+    """
+    searched = [key for key in space if key.rsplit("__", 1)[-1] in STAGE_PARAMS]
+    if not searched or not staged:
+        return n_stages(estimator, max_stages, staged=staged)
+    probe = clone(estimator).set_params(**dict.fromkeys(searched, 10**6))
+    return n_stages(probe, max_stages, staged=staged)
+
+
+def allows_nan(estimator: Any) -> bool:
+    """Whether `estimator` takes NaN in X: scikit-learn's ``input_tags.allow_nan``.
+
+    A Pipeline follows its first step (an imputer there makes NaN fine whatever comes after;
+    scikit-learn's own Pipeline tag is always False), and a ColumnTransformer or FeatureUnion
+    takes NaN when every one of its transformers does ("passthrough" hands the NaN on, like a
+    first step that lets NaN through). A NaN that a later step cannot take then fails its fit,
+    which is reported as any failing fit is.
+    """
+    steps = getattr(estimator, "steps", None)
+    if isinstance(steps, list) and steps:
+        first = next((s for _, s in steps if s is not None and s != "passthrough"), None)
+        return True if first is None else allows_nan(first)
+    parts = getattr(estimator, "transformers", None) or getattr(
+        estimator, "transformer_list", None
+    )
+    if isinstance(parts, list) and parts:
+        used = [part[1] for part in parts if part[1] not in ("drop", "passthrough", None)]
+        return all(allows_nan(part) for part in used)
+    return bool(get_tags(estimator).input_tags.allow_nan)
+
+
+def check_sklearn_data(estimator: Any, data: Dataset) -> None:
+    """Refuse NaN/inf in `data` that `estimator` cannot take (ValueError naming the column).
+
+    Inf is always refused, NaN unless `allows_nan(estimator)`; y is always checked
+    (`trainables.data.check_finite`).
+    """
+    if not isinstance(data, Dataset):
+        raise TypeError(
+            f"data must be a trainables.data.Dataset (build it with load_data); "
+            f"got {type(data).__name__}."
+        )
+    check_finite(data, allow_nan=allows_nan(estimator))
 
 
 def run_sklearn_trial(
@@ -171,29 +288,32 @@ def run_sklearn_trial(
     *,
     options: SklearnTrialOptions,
     report: Callable[[dict[str, Any]], None],
+    fit_params: Mapping[str, Any] | None = None,
+    score_params: Mapping[str, Any] | None = None,
 ) -> None:
     """Fit and score one configuration on every split, calling ``report(metrics)`` per stage.
 
     The body of the trainable; `report` is ``ray.tune.report`` inside a trial.
     """
-    if not isinstance(data, Dataset):
-        raise TypeError(
-            f"data must be a trainables.data.Dataset (build it with load_data); "
-            f"got {type(data).__name__}."
+    if not options.data_checked:
+        check_sklearn_data(estimator, data)
+    fit_params, score_params = dict(fit_params or {}), dict(score_params or {})
+    if options.cv is None and (fit_params or score_params):
+        raise ValueError(
+            f"fit parameters {sorted(fit_params) + sorted(score_params)} need explicit "
+            "cross-validation splits to be split by (cv=int, a splitter or a list of splits); "
+            "cv=None scores a hold-out split whose row indices are not known here."
         )
-    folds = [
-        _Fold(X_train, y_train, X_test, y_test)
-        for X_train, y_train, X_test, y_test in _iter_splits(estimator, data, options.cv)
-    ]
+    folds = list(_iter_folds(estimator, data, options.cv, fit_params, score_params))
     # GridSearchCV clones per split, then sets cloned parameters (parameters may be estimators).
     for fold in folds:
         fold.estimator = clone(estimator).set_params(**clone(config, safe=False))
-    plan = _plan_stages(folds[0].estimator, options.max_stages)
+    plan = _plan_stages(folds[0].estimator, options.max_stages, staged=options.staged)
     classes = np.unique(data.y) if is_classifier(estimator) else None
     names: list[str] | None = _scorer_names(options)
     for stage, target in enumerate(plan.targets, start=1):
         for fold in folds:
-            _advance(fold, plan, target, classes, options)
+            _advance(fold, plan, target, classes, options, stage)
         names = names or _names_from_folds(folds)
         report(_aggregate(folds, names, options.return_train_score, stage))
         if all(fold.failed for fold in folds):
@@ -211,8 +331,13 @@ class _Fold:
     y_train: Any
     X_test: Any
     y_test: Any
+    fit_params: dict[str, Any] = field(default_factory=dict)
+    score_params_train: dict[str, Any] = field(default_factory=dict)
+    score_params_test: dict[str, Any] = field(default_factory=dict)
     estimator: Any = None
     failed: bool = False
+    failed_stage: int = 0
+    error: str = ""  # "ExceptionType: message" of the failed fit
     fit_time: float = 0.0  # cumulative over stages, as a single fit would measure it
     score_time: float = 0.0
     test_scores: dict[str, float] | float = field(default_factory=dict)
@@ -228,7 +353,12 @@ class _StagePlan:
     targets: list[int]
 
 
-def _plan_stages(estimator: BaseEstimator, max_stages: int) -> _StagePlan:
+_ONE_FIT = _StagePlan("fit", None, [1])
+
+
+def _plan_stages(estimator: BaseEstimator, max_stages: int, *, staged: bool) -> _StagePlan:
+    if not staged:
+        return _ONE_FIT
     params = estimator.get_params(deep=False)
     param: str | None = None
     kind = "fit"
@@ -239,11 +369,11 @@ def _plan_stages(estimator: BaseEstimator, max_stages: int) -> _StagePlan:
     elif hasattr(estimator, "partial_fit") and _is_count(params.get("max_iter")):
         kind = "partial_fit"
     if kind == "fit":
-        return _StagePlan("fit", None, [1])
+        return _ONE_FIT
     total = int(params["max_iter" if param is None else param])
     n = min(total, max_stages)
     if n <= 1:
-        return _StagePlan("fit", None, [1])
+        return _ONE_FIT
     if kind == "partial_fit":
         return _StagePlan(kind, None, list(range(1, n + 1)))
     return _StagePlan(kind, param, [math.ceil(total * k / n) for k in range(1, n + 1)])
@@ -265,6 +395,7 @@ def _advance(
     target: int,
     classes: np.ndarray | None,
     options: SklearnTrialOptions,
+    stage: int,
 ) -> None:
     """Fit `fold` up to `target` and score it; a failed fold keeps its error scores."""
     if fold.failed:
@@ -273,20 +404,22 @@ def _advance(
     start = time.time()
     try:
         if plan.kind == "fit":
-            est.fit(fold.X_train, fold.y_train)
+            est.fit(fold.X_train, fold.y_train, **fold.fit_params)
         elif plan.kind == "warm_start" and plan.param is not None:
             est.set_params(warm_start=True, **{plan.param: target})
-            est.fit(fold.X_train, fold.y_train)
+            est.fit(fold.X_train, fold.y_train, **fold.fit_params)
         elif target == 1 and classes is not None:
-            est.partial_fit(fold.X_train, fold.y_train, classes=classes)
+            est.partial_fit(fold.X_train, fold.y_train, classes=classes, **fold.fit_params)
         else:
-            est.partial_fit(fold.X_train, fold.y_train)
-    except Exception:
+            est.partial_fit(fold.X_train, fold.y_train, **fold.fit_params)
+    except Exception as exc:
         # Mirrors sklearn's _fit_and_score: any fit error becomes error_score unless "raise".
         fold.fit_time += time.time() - start
         if options.error_score == "raise":
             raise
         fold.failed = True
+        fold.failed_stage = stage
+        fold.error = f"{type(exc).__name__}: {exc}"
         fold.score_time = 0.0
         fold.test_scores = _error_scores(options)
         fold.train_scores = _error_scores(options)
@@ -299,18 +432,22 @@ def _advance(
         return
     fit_end = time.time()
     fold.fit_time += fit_end - start
-    fold.test_scores = _score(est, fold.X_test, fold.y_test, options)
+    fold.test_scores = _score(est, fold.X_test, fold.y_test, fold.score_params_test, options)
     fold.score_time = time.time() - fit_end
     if options.return_train_score:
-        fold.train_scores = _score(est, fold.X_train, fold.y_train, options)
+        fold.train_scores = _score(
+            est, fold.X_train, fold.y_train, fold.score_params_train, options
+        )
 
 
-def _score(est: Any, X: Any, y: Any, options: SklearnTrialOptions) -> dict[str, float] | float:
+def _score(
+    est: Any, X: Any, y: Any, params: dict[str, Any], options: SklearnTrialOptions
+) -> dict[str, float] | float:
     """Score like sklearn's ``_score``: a float, or a dict for multi-metric scoring."""
     scorer: Any = options.scoring
     error_score = options.error_score
     try:
-        scores = scorer(est, X, y)
+        scores = scorer(est, X, y, **params)
     except Exception:
         # A _MultimetricScorer only raises when error_score == "raise" (it returns messages else).
         if isinstance(scorer, _MultimetricScorer) or error_score == "raise":
@@ -383,6 +520,12 @@ def _aggregate(
     metrics.update(_summarize("fit_time", [fold.fit_time for fold in folds], splits=False))
     metrics.update(_summarize("score_time", [fold.score_time for fold in folds], splits=False))
     metrics["stage"] = stage
+    failed = [fold for fold in folds if fold.failed]
+    if failed:
+        # The driver sees no worker warning: the error travels in the result (issue #11).
+        first = min(failed, key=lambda fold: fold.failed_stage)  # min keeps split order on ties
+        metrics["n_failed_splits"] = len(failed)
+        metrics["trial_error"] = first.error
     return metrics
 
 
@@ -449,11 +592,15 @@ def _check_cv_arg(cv: Any) -> Any:
     )
 
 
-def _iter_splits(
-    estimator: BaseEstimator, data: Dataset, cv: Any
-) -> Iterable[tuple[Any, Any, Any, Any]]:
+def _iter_folds(
+    estimator: BaseEstimator,
+    data: Dataset,
+    cv: Any,
+    fit_params: dict[str, Any],
+    score_params: dict[str, Any],
+) -> Iterator[_Fold]:
     if cv is None:
-        yield data.X_train, data.y_train, data.X_val, data.y_val
+        yield _Fold(data.X_train, data.y_train, data.X_val, data.y_val)
         return
     if isinstance(cv, list):
         splits: Iterable[tuple[np.ndarray, np.ndarray]] = cv
@@ -476,4 +623,13 @@ def _iter_splits(
                 )
         X_train, y_train = _safe_split(estimator, data.X, data.y, train)
         X_test, y_test = _safe_split(estimator, data.X, data.y, test, train)
-        yield X_train, y_train, X_test, y_test
+        # As sklearn's _fit_and_score: parameters as long as X are indexed like X's rows.
+        yield _Fold(
+            X_train,
+            y_train,
+            X_test,
+            y_test,
+            fit_params=_check_method_params(data.X, params=fit_params, indices=train),
+            score_params_train=_check_method_params(data.X, params=score_params, indices=train),
+            score_params_test=_check_method_params(data.X, params=score_params, indices=test),
+        )
