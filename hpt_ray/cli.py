@@ -13,6 +13,9 @@ from typing import Any
 
 from hpt_ray.cluster import InfeasibleResourcesError
 
+# The experiment file as run (with the command line's overrides), kept in the experiment's
+# directory or URI location: `hpt-ray resume` rebuilds the experiment from it.
+EXPERIMENT_FILE = "experiment.yaml"
 EPILOG = "Docs and examples: README.md; experiment file format: hpt_ray/experiment.py"
 
 
@@ -56,7 +59,11 @@ def _parser() -> argparse.ArgumentParser:
         "are kept, unfinished ones resume from their last checkpoint, the searcher and scheduler "
         "continue where they were.",
     )
-    resume.add_argument("directory", help="the experiment directory (holds experiment.yaml)")
+    resume.add_argument(
+        "directory",
+        help="the experiment directory (holds experiment.yaml): a local path or a storage URI "
+        "such as s3://bucket/hpt/digits-mlp",
+    )
     resume.add_argument(
         "--retry-errored", action="store_true", help="run errored trials again (default: keep)"
     )
@@ -140,7 +147,7 @@ def _parser() -> argparse.ArgumentParser:
 def _run(args: argparse.Namespace) -> int:
     from hpt_ray.cluster import is_uri
     from hpt_ray.experiment import load_experiment
-    from hpt_ray.tuning import DEFAULT_STORAGE, claim_directory
+    from hpt_ray.tuning import DEFAULT_STORAGE, claim_directory, claim_location
 
     experiment = load_experiment(args.experiment)
     overrides = {
@@ -153,44 +160,68 @@ def _run(args: argparse.Namespace) -> int:
         kwargs["ray_address"] = args.address
     if args.quiet:
         kwargs["verbose"] = 0
-    storage = kwargs.get("storage_path") or DEFAULT_STORAGE
-    if not is_uri(storage):
-        # Claim the run's directory first (a new one, or an error if the named one holds a
-        # run), then keep the file there, so that `hpt-ray resume DIR` rebuilds the experiment.
-        name, directory = claim_directory(
-            Path(storage).expanduser().resolve(),
-            kwargs.get("name"),
-            prefix=Path(args.experiment).stem,
+    storage = str(kwargs.get("storage_path") or DEFAULT_STORAGE)
+    # Claim the run's directory (or URI location) first: a new one, or an error if the named
+    # one holds a run. Then keep the file there, so that `hpt-ray resume DIR` rebuilds the
+    # experiment (on any machine, for a URI).
+    prefix = Path(args.experiment).stem
+    target: str | Path
+    if is_uri(storage):
+        name, target = claim_location(storage, kwargs.get("name"), prefix=prefix)
+    else:
+        name, target = claim_directory(
+            Path(storage).expanduser().resolve(), kwargs.get("name"), prefix=prefix
         )
-        kwargs["name"] = name
-        _keep_experiment_file(args.experiment, {**overrides, "name": name}, directory)
+    kwargs["name"] = name
+    _keep_experiment_file(args.experiment, {**overrides, "name": name}, target)
     return _tune_and_report(experiment, kwargs)
 
 
-def _keep_experiment_file(source: str, overrides: dict, directory: Path) -> None:
+def _keep_experiment_file(source: str, overrides: dict, target: str | Path) -> None:
     """Copy the file (with the command line's overrides) into the experiment directory."""
     import yaml
 
+    from hpt_ray.cluster import is_uri
+    from hpt_ray.results import write_remote_file
+
     document = yaml.safe_load(Path(source).read_text())
     document.update(overrides)
-    (directory / "experiment.yaml").write_text(yaml.safe_dump(document, sort_keys=False))
+    text = yaml.safe_dump(document, sort_keys=False)
+    if is_uri(target):
+        write_remote_file(str(target), EXPERIMENT_FILE, text.encode())
+    else:
+        (Path(target) / EXPERIMENT_FILE).write_text(text)
 
 
 def _resume(args: argparse.Namespace) -> int:
-    from hpt_ray.experiment import load_experiment
+    import yaml
 
-    directory = Path(args.directory).expanduser().resolve()
-    source = directory / "experiment.yaml"
-    if not source.exists():
-        raise FileNotFoundError(
-            f"{source} not found: resume needs a directory written by `hpt-ray run` "
-            "(from Python, call tune_model(..., name=..., storage_path=..., resume=True))"
-        )
-    experiment = load_experiment(source)
+    from hpt_ray.cluster import is_uri
+    from hpt_ray.experiment import load_experiment, parse_experiment
+    from hpt_ray.results import read_remote_file
+
+    missing = (
+        "resume needs a directory written by `hpt-ray run` (from Python, call "
+        "tune_model(..., name=..., storage_path=..., resume=True))"
+    )
+    if is_uri(args.directory):
+        location = str(args.directory).rstrip("/")
+        data = read_remote_file(location, EXPERIMENT_FILE)
+        if data is None:
+            raise FileNotFoundError(f"{location}/{EXPERIMENT_FILE} not found: {missing}")
+        source = f"{location}/{EXPERIMENT_FILE}"
+        experiment = parse_experiment(yaml.safe_load(data.decode()), source=source)
+        storage, _, name = location.rpartition("/")
+    else:
+        directory = Path(args.directory).expanduser().resolve()
+        if not (directory / EXPERIMENT_FILE).exists():
+            raise FileNotFoundError(f"{directory / EXPERIMENT_FILE} not found: {missing}")
+        experiment = load_experiment(directory / EXPERIMENT_FILE)
+        storage, name = str(directory.parent), directory.name
     kwargs = {
         **experiment.kwargs,
-        "storage_path": str(directory.parent),
-        "name": directory.name,
+        "storage_path": storage,
+        "name": name,
         "resume": True,
         "retry_errored": args.retry_errored,
     }

@@ -12,6 +12,14 @@ The writer is a Ray Tune ``Callback`` on the driver. Two files hold what it know
 - ``results.parquet``, the table rebuilt from the records (atomically: temp file, then
   ``os.replace``) at most once per ``min_write_interval_s`` while trials finish, and at the end.
 
+Remote storage (``storage_path`` a URI such as ``s3://bucket/hpt``, through ``pyarrow.fs``): the
+writer keeps both files in a local staging directory and mirrors them to the experiment's
+location. S3 has no append, so the log goes up in *segments*: after each durable local append of
+an ``end`` line, the bytes appended since the last upload become a new object
+``<location>/trials.jsonl.d/<6-digit sequence>.jsonl`` (``start`` lines ride with the next one),
+so a finished trial is on the storage before the driver moves on. ``read_log(URI)`` concatenates
+the segments in order; ``results.parquet`` goes up each time it is rewritten.
+
 Columns of ``results.parquet``:
     trial_id; status (see ``STATUSES``); final_metric (last reported value of the experiment's
     metric); best_metric (best value over the trial's reports, in the experiment's mode);
@@ -37,6 +45,7 @@ from __future__ import annotations
 
 import base64
 import difflib
+import hashlib
 import json
 import math
 import os
@@ -44,7 +53,7 @@ import signal
 import tempfile
 import time
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -58,6 +67,8 @@ from ray.tune import Callback
 RESULTS_FILE = "results.parquet"
 LOG_FILE = "trials.jsonl"
 META_FILE = "experiment.json"
+# At a URI, the log is a folder of segments (S3 objects cannot be appended to).
+SEGMENTS_DIR = "trials.jsonl.d"
 META_VERSION = 1
 LOG_VERSION = 1
 
@@ -233,21 +244,32 @@ class TrialLog:
 def read_log(directory: str | os.PathLike[str]) -> dict[str, _TrialRecord]:
     """The records in ``directory/trials.jsonl``, in first-start order (empty if there is none).
 
+    ``directory`` may be a storage URI: its log segments are read in order (see the module
+    docstring), or its whole ``trials.jsonl`` for a run that left no segments.
     A line cut short by a crash mid-write (only ever the last one) is skipped with a warning.
     """
-    path = Path(directory) / LOG_FILE
+    if "://" in str(directory):
+        text = remote_log_text(str(directory))
+        source = f"{str(directory).rstrip('/')}/{SEGMENTS_DIR}"
+    else:
+        path = Path(directory) / LOG_FILE
+        if not path.exists():
+            return {}
+        text = path.read_text(encoding="utf-8")
+        source = str(path)
+    return _parse_log(text, source=source)
+
+
+def _parse_log(text: str, *, source: str) -> dict[str, _TrialRecord]:
     records: dict[str, _TrialRecord] = {}
-    if not path.exists():
-        return records
-    lines = path.read_text(encoding="utf-8").splitlines()
-    for number, line in enumerate(lines, start=1):
+    for number, line in enumerate(text.splitlines(), start=1):
         try:
             entry = json.loads(line)
         except json.JSONDecodeError:
             warnings.warn(
-                f"{path}:{number}: an unreadable line (cut short by a crash?) is skipped",
+                f"{source}:{number}: an unreadable line (cut short by a crash?) is skipped",
                 RuntimeWarning,
-                stacklevel=2,
+                stacklevel=3,
             )
             continue
         trial_id = str(entry["trial_id"])
@@ -300,11 +322,91 @@ def _fsync_directory(directory: Path) -> None:
         os.close(fd)
 
 
+class RemoteMirror:
+    """The writer's files at a storage URI: log segments, and copies of whole files.
+
+    Pickled (Ray pickles callbacks into ``tuner.pkl``) as its location only: the filesystem
+    object is opened again where it is used.
+    """
+
+    def __init__(self, location: str) -> None:
+        self.location = location.rstrip("/")
+        self._fs: Any = None
+        self._base = ""
+        self._offset = 0  # bytes of the local log already uploaded
+        self._next: int | None = None  # sequence number of the next segment
+        self._failed = False
+
+    def start(self, log_path: Path) -> None:
+        """Continue after the local log as it is now (rebuilt from the URI on resume)."""
+        self._offset = log_path.stat().st_size if log_path.exists() else 0
+        self._next = None
+
+    def push_log(self, log_path: Path) -> None:
+        """Upload the bytes of the local log appended since the last upload, as a new segment."""
+        if not log_path.exists():
+            return
+        with open(log_path, "rb") as handle:
+            handle.seek(self._offset)
+            data = handle.read()
+        if not data:
+            return
+        if self._next is None:
+            existing = _segment_numbers(*self._filesystem())
+            self._next = max(existing, default=0) + 1
+        name = f"{SEGMENTS_DIR}/{self._next:06d}.jsonl"
+        if self._put(name, data):
+            self._offset += len(data)
+            self._next += 1
+
+    def put_file(self, path: Path) -> None:
+        """Upload a copy of a local file (if it exists) under its own name."""
+        if path.exists():
+            self._put(path.name, path.read_bytes())
+
+    def _put(self, name: str, data: bytes) -> bool:
+        try:
+            fs, base = self._filesystem()
+            # One PUT: an S3 object appears whole or not at all, so a reader never sees half.
+            with fs.open_output_stream(f"{base}/{name}") as out:
+                out.write(data)
+        except OSError as exc:
+            # A storage hiccup must not end a long experiment: the bytes stay in the local log
+            # and go up with the next segment. Said once; the final upload says it again.
+            if not self._failed:
+                warnings.warn(
+                    f"{self.location}/{name}: upload failed ({exc}); retried with the next "
+                    "finished trial",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
+                self._failed = True
+            return False
+        return True
+
+    def _filesystem(self) -> tuple[Any, str]:
+        if self._fs is None:
+            self._fs, base = _remote(self.location)
+            self._base = base.rstrip("/")
+        return self._fs, self._base
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"location": self.location}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["location"])  # type: ignore[misc]
+
+
 class ResultsWriter(Callback):
     """Keeps one record per trial; logs each finished trial durably and writes the table.
 
     Args:
-        directory: the experiment directory (created if needed).
+        directory: the experiment directory (created if needed); for a run at a URI, the local
+            staging directory.
+        location: the experiment's URI when it is stored remotely: each finished trial's log
+            segment, and ``mirror_files`` (from ``directory``) each time the table is rewritten,
+            are uploaded there (see the module docstring).
+        mirror_files: the files of ``directory`` copied to ``location`` with the table.
         metric, mode: the experiment's objective.
         max_t: reports a trial makes when run to the end (the scheduler's ``max_t``): a STOP at
             or after it is the normal end of a trial, not an early stop. None when unknown.
@@ -324,8 +426,12 @@ class ResultsWriter(Callback):
         max_t: int | None = None,
         time_budget_s: float | None = None,
         min_write_interval_s: float = 1.0,
+        location: str | None = None,
+        mirror_files: Sequence[str] = (RESULTS_FILE,),
     ) -> None:
         self.directory = Path(directory)
+        self.mirror = None if location is None else RemoteMirror(location)
+        self.mirror_files = tuple(mirror_files)
         self.metric = metric
         self.mode = mode
         self.max_t = max_t
@@ -343,6 +449,8 @@ class ResultsWriter(Callback):
     def setup(self, **info: Any) -> None:
         """Start from the log of an earlier run of this experiment (a resume), if any."""
         self._started = time.monotonic()
+        if self.mirror is not None:
+            self.mirror.start(self.log.path)
         if self.records:
             return
         self.records = read_log(self.directory)
@@ -505,6 +613,8 @@ class ResultsWriter(Callback):
             },
             durable=True,
         )
+        if self.mirror is not None:
+            self.mirror.push_log(self.log.path)
         self._write(force=False)
 
     def _write(self, *, force: bool) -> None:
@@ -513,6 +623,12 @@ class ResultsWriter(Callback):
             return
         write_results(self.frame(), self.directory)
         self._last_write = now
+        if self.mirror is not None:
+            if force:
+                # The end: start lines of trials that never finished go up too.
+                self.mirror.push_log(self.log.path)
+            for name in self.mirror_files:
+                self.mirror.put_file(self.directory / name)
 
 
 def _better(a: float, b: float, mode: str) -> bool:
@@ -601,11 +717,8 @@ def write_metadata(directory: str | os.PathLike[str], meta: Mapping[str, Any]) -
 def read_metadata(directory: str | os.PathLike[str]) -> dict[str, Any]:
     if "://" in str(directory):
         fs, base = _remote(str(directory))
-        target = f"{base.rstrip('/')}/{META_FILE}"
-        if fs.get_file_info(target).type.name == "NotFound":
-            return {}
-        with fs.open_input_stream(target) as handle:
-            return dict(json.loads(handle.read().decode()))
+        meta = _read_replaced(fs, f"{base.rstrip('/')}/{META_FILE}", json.loads)
+        return {} if meta is None else dict(meta)
     path = Path(directory) / META_FILE
     if not path.exists():
         return {}
@@ -616,17 +729,22 @@ def read_results(directory: str | os.PathLike[str]) -> pd.DataFrame:
     """The trials table of an experiment directory (or a path to its ``results.parquet``).
 
     ``directory`` may be a storage URI (``s3://bucket/dir/name``, ``file:///...``), read through
-    ``pyarrow.fs`` with the credentials of this machine.
+    ``pyarrow.fs`` with the credentials of this machine. A run at a URI uploads its table as it
+    goes; before the first upload, the table is rebuilt from the log segments already there.
     """
     if "://" in str(directory):
         fs, base = _remote(str(directory))
         target = base if base.endswith(".parquet") else f"{base.rstrip('/')}/{RESULTS_FILE}"
-        if fs.get_file_info(target).type.name == "NotFound":
+        table = _read_replaced(fs, target, lambda data: pq.read_table(pa.BufferReader(data)))
+        if table is not None:
+            return table.to_pandas()
+        records = read_log(str(directory))
+        if not records:
             raise FileNotFoundError(
-                f"no {RESULTS_FILE} at {directory}: is this an hpt_ray experiment directory? "
-                "(results reach a URI storage path when the run ends)"
+                f"no {RESULTS_FILE} and no trial log at {directory}: is this an hpt_ray "
+                "experiment location? (a run prints it when it starts and when it ends)"
             )
-        return pq.read_table(target, filesystem=fs).to_pandas()
+        return records_to_frame(list(records.values()))
     path = Path(directory)
     if path.is_dir():
         path = path / RESULTS_FILE
@@ -636,6 +754,94 @@ def read_results(directory: str | os.PathLike[str]) -> pd.DataFrame:
             "(tune_model and `hpt-ray run` print the directory when they finish)"
         )
     return pq.read_table(path).to_pandas()
+
+
+def staging_directory(location: str) -> Path:
+    """The local directory where the writer of a run stored at ``location`` (a URI) keeps its
+    files before they go up: one per location on this machine, emptied at each start."""
+    tail = location.rstrip("/").rsplit("/", 1)[-1].split("?", 1)[0]
+    safe = "".join(c if c.isalnum() or c in "-_." else "-" for c in tail) or "experiment"
+    digest = hashlib.sha1(location.rstrip("/").encode()).hexdigest()[:10]
+    return Path(tempfile.gettempdir()) / "hpt_ray_staging" / f"{safe}-{digest}"
+
+
+def remote_log_text(location: str) -> str:
+    """The log of the run at ``location``: its segments in order, else a whole ``trials.jsonl``
+    (the segments hold everything the whole file would, and lines written after it)."""
+    fs, base = _remote(location)
+    base = base.rstrip("/")
+    numbers = sorted(_segment_numbers(fs, base))
+    if numbers:
+        parts = []
+        for number in numbers:
+            data = _read_bytes(fs, f"{base}/{SEGMENTS_DIR}/{number:06d}.jsonl") or b""
+            parts.append(data.decode("utf-8"))
+        return "".join(parts)
+    whole = _read_bytes(fs, f"{base}/{LOG_FILE}")
+    return "" if whole is None else whole.decode("utf-8")
+
+
+def remote_names(location: str) -> set[str]:
+    """Names of the files and folders directly under ``location`` (empty if there is none)."""
+    import pyarrow.fs
+
+    fs, base = _remote(location)
+    selector = pyarrow.fs.FileSelector(base.rstrip("/"), allow_not_found=True)
+    return {info.base_name for info in fs.get_file_info(selector)}
+
+
+def read_remote_file(location: str, name: str) -> bytes | None:
+    """The bytes of ``<location>/<name>``, or None if there is no such file."""
+    fs, base = _remote(location)
+    return _read_bytes(fs, f"{base.rstrip('/')}/{name}")
+
+
+def write_remote_file(location: str, name: str, data: bytes) -> None:
+    """Write ``<location>/<name>`` (one object, replaced whole)."""
+    fs, base = _remote(location)
+    with fs.open_output_stream(f"{base.rstrip('/')}/{name}") as out:
+        out.write(data)
+
+
+def _read_replaced(fs: Any, path: str, parse: Any, *, attempts: int = 5) -> Any:
+    """``parse(bytes)`` of an object that a running writer replaces from time to time, or None
+    if there is none.
+
+    pyarrow reads an S3 object as a size request, then ranged reads: an object replaced in
+    between comes back as a prefix of the new version (seen against a local S3 server while a
+    run rewrote results.parquet). Such a read does not parse; it is read again.
+    """
+    for attempt in range(attempts):
+        data = _read_bytes(fs, path)
+        if data is None:
+            return None
+        try:
+            return parse(data)
+        except (pa.ArrowInvalid, OSError, ValueError):
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.05 * (attempt + 1))
+    return None
+
+
+def _read_bytes(fs: Any, path: str) -> bytes | None:
+    try:
+        with fs.open_input_stream(path) as handle:
+            return bytes(handle.read())
+    except FileNotFoundError:
+        return None
+
+
+def _segment_numbers(fs: Any, base: str) -> list[int]:
+    import pyarrow.fs
+
+    selector = pyarrow.fs.FileSelector(f"{base}/{SEGMENTS_DIR}", allow_not_found=True)
+    numbers = []
+    for info in fs.get_file_info(selector):
+        stem, _, suffix = info.base_name.partition(".")
+        if suffix == "jsonl" and stem.isdigit():
+            numbers.append(int(stem))
+    return numbers
 
 
 def _remote(uri: str) -> tuple[Any, str]:

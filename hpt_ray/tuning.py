@@ -19,7 +19,7 @@ import math
 import os
 import re
 import secrets
-import tempfile
+import shutil
 import time
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
@@ -47,13 +47,18 @@ from hpt_ray.results import (
     LOG_FILE,
     META_FILE,
     RESULTS_FILE,
+    SEGMENTS_DIR,
     MetricNotReportedError,
     ResultsWriter,
     SigintWatch,
     best_row,
     missing_metric_message,
     read_log,
+    read_remote_file,
     records_to_frame,
+    remote_log_text,
+    remote_names,
+    staging_directory,
     write_metadata,
 )
 from hpt_ray.schedulers import SafeScheduler, make_scheduler
@@ -535,7 +540,9 @@ def run_experiment(
     cluster before any trial starts (``hpt_ray.cluster.check_feasible``); on an autoscaling
     cluster the run fails when no trial has started after ``pending_timeout_s`` (default
     ``PENDING_TIMEOUT_S``, env ``HPT_RAY_PENDING_TIMEOUT_S``). A ``storage_path`` URI
-    (``s3://bucket/dir``) holds Ray's trial data and, when the run ends, ``results.parquet``.
+    (``s3://bucket/dir``, any ``pyarrow.fs`` URI) holds Ray's trial data and state, our log (each
+    finished trial uploaded before the driver moves on) and ``results.parquet`` (uploaded as it
+    is rewritten); such a run resumes from the URI alone, on this machine or another.
 
     Faults: ``max_failures`` retries a failing trial from its last checkpoint that many times
     before it is recorded as failed (the experiment goes on); ``fail_fast`` stops the experiment
@@ -544,10 +551,9 @@ def run_experiment(
     from their last checkpoint, errored ones are retried only with ``retry_errored``, and the
     searcher's and scheduler's states come back with them; the trial budget counts each trial
     once. Ray saves its experiment state at least every second (``TUNE_GLOBAL_CHECKPOINT_S``,
-    unless set) and, for a local experiment directory, in the step each trial is added while
-    that has cost at most ``HPT_RAY_SNAPSHOT_BUDGET`` (default 2%) of the wall time
-    (`SafeScheduler.bind`), so a resumed run knows every trial the crashed one had unless trials
-    last a fraction of a second.
+    unless set) and in the step each trial is added while that has cost at most
+    ``HPT_RAY_SNAPSHOT_BUDGET`` (default 2%) of the wall time (`SafeScheduler.bind`), so a
+    resumed run knows every trial the crashed one had unless trials last a fraction of a second.
     """
     if not isinstance(max_failures, int) or isinstance(max_failures, bool) or max_failures < 0:
         raise ValueError(f"max_failures must be an integer >= 0, got {max_failures!r}")
@@ -571,21 +577,38 @@ def run_experiment(
         )
     remote = storage_path is not None and is_uri(storage_path)
     if remote:
-        # Ray writes trial data to the URI itself; our table is kept in a local staging
-        # directory and uploaded when the run ends.
+        # Ray writes trial data and its state to the URI itself. Our log, table and scheduler
+        # state live in a local staging directory, mirrored to the URI as they are written
+        # (each finished trial's log segment before the driver moves on; hpt_ray.results).
         storage: str | Path = str(storage_path).rstrip("/")
-        name = name or unique_name(name_prefix)
-        directory = Path(tempfile.gettempdir()) / "hpt_ray_staging" / name
-        location = f"{storage}/{name}"
+        name, location = claim_location(str(storage), name, prefix=name_prefix, resume=resume)
+        directory = staging_directory(location)
+        # Start from what the URI holds, never from a leftover of an earlier run on this machine.
+        shutil.rmtree(directory, ignore_errors=True)
+        directory.mkdir(parents=True)
     else:
         storage = Path(storage_path or DEFAULT_STORAGE).expanduser().resolve()
         name, directory = claim_directory(storage, name, prefix=name_prefix, resume=resume)
         location = str(directory)
+    restoring = bool(resume) and tune.Tuner.can_restore(location)
+    if resume and not restoring and holds_run(location):
+        raise ValueError(
+            f"resume: {location} has results but no Ray experiment state to resume from"
+        )
+    if remote and restoring:
+        # On this machine or another: the writer reloads the log, the scheduler its rungs.
+        stage_remote_run(location, directory, names=[SafeScheduler.STATE_FILE])
     ensure_ray(ray_address, log_to_driver=verbose >= 2)
     verdict = "fits" if resources is None else check_feasible(resources)
 
     writer = ResultsWriter(
-        directory, metric=metric, mode=mode, max_t=max_t, time_budget_s=time_budget_s
+        directory,
+        metric=metric,
+        mode=mode,
+        max_t=max_t,
+        time_budget_s=time_budget_s,
+        location=location if remote else None,
+        mirror_files=(RESULTS_FILE, SafeScheduler.STATE_FILE),
     )
     callbacks: list[Any] = [writer]
     if verdict == "autoscaler":
@@ -593,22 +616,17 @@ def run_experiment(
         callbacks.append(make_pending_timeout(timeout))
     if verbose >= 1:
         callbacks.append(ProgressPrinter(writer, total=num_samples))
-    restoring = bool(resume) and tune.Tuner.can_restore(str(directory))
-    if resume and not restoring and holds_run(directory):
-        raise ValueError(
-            f"resume: {directory} has results but no Ray experiment state to resume from"
-        )
     write_metadata(
         directory, {**dict(metadata or {}), "metric": metric, "mode": mode, "name": name}
     )
+    if remote:
+        # Now, not at the end: `hpt-ray show URI` ranks a running experiment with it.
+        upload_files(directory, location, [META_FILE])
     if isinstance(scheduler, SafeScheduler):
         # Exact resume (a Ray state save per added trial) for at most 2% of the wall time;
         # HPT_RAY_SNAPSHOT_BUDGET sets the fraction (0: Ray's one-second timer only, 1: always).
-        scheduler.bind(
-            directory,
-            snapshot_budget=0.0 if remote else snapshot_budget(),
-            restore=restoring,
-        )
+        # At a URI a save also waits for the previous upload of Ray's state; the budget bounds it.
+        scheduler.bind(directory, snapshot_budget=snapshot_budget(), restore=restoring)
     tuner = tune.Tuner(
         trainable,
         param_space=dict(space),
@@ -640,7 +658,7 @@ def run_experiment(
         # Tune restores the searcher (from its own snapshot), the trials and the callbacks as
         # they were pickled at the first start; our writer reloads its log in setup().
         tuner = tune.Tuner.restore(
-            str(directory),
+            location,
             trainable=trainable,
             resume_errored=retry_errored,
             param_space=dict(space),
@@ -679,12 +697,55 @@ def run_experiment(
 
 
 def holds_run(directory: str | os.PathLike[str]) -> bool:
-    """Whether ``directory`` holds (part of) a run: our log or table, or Ray's own state."""
+    """Whether ``directory`` (a path or a storage URI) holds (part of) a run: our log or table,
+    or Ray's own state."""
+    names = {LOG_FILE, SEGMENTS_DIR, RESULTS_FILE, "tuner.pkl", SafeScheduler.STATE_FILE}
+    if is_uri(directory):
+        present = remote_names(str(directory))
+        return bool(present & names) or any(
+            n.startswith("experiment_state-") and n.endswith(".json") for n in present
+        )
     path = Path(directory)
     if not path.is_dir():
         return False
-    names = {LOG_FILE, RESULTS_FILE, "tuner.pkl", SafeScheduler.STATE_FILE}
     return any((path / n).exists() for n in names) or any(path.glob("experiment_state-*.json"))
+
+
+def claim_location(
+    storage: str, name: str | None, *, prefix: str = "experiment", resume: bool = False
+) -> tuple[str, str]:
+    """`claim_directory` for a storage URI: ``(name, "<storage>/<name>")``.
+
+    Without a ``name`` a fresh one is made; an explicit ``name`` whose location already holds a
+    run needs ``resume=True``, else an `ExperimentExistsError`. Nothing is written.
+    """
+    storage = storage.rstrip("/")
+    if name is None:
+        while True:
+            name = unique_name(prefix)
+            if not holds_run(f"{storage}/{name}"):
+                return name, f"{storage}/{name}"
+    if not isinstance(name, str) or not name or "/" in name or name in (".", ".."):
+        raise ValueError(f"name must be a directory name (no '/'), got {name!r}")
+    location = f"{storage}/{name}"
+    if not resume and holds_run(location):
+        raise ExperimentExistsError(
+            f"name: {location} already holds a run. To continue it: resume=True (CLI: "
+            f"`hpt-ray resume {location}`); to start a new run: give another name (CLI: "
+            "--name NEW), or omit the name for a fresh one; nothing was changed"
+        )
+    return name, location
+
+
+def stage_remote_run(location: str, directory: Path, *, names: Sequence[str] = ()) -> None:
+    """Rebuild a remote run's staging ``directory`` from ``location``: the log (its segments
+    joined) and ``names`` that are there, so that a resumed run continues from them."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / LOG_FILE).write_text(remote_log_text(location), encoding="utf-8")
+    for name in names:
+        data = read_remote_file(location, name)
+        if data is not None:
+            (directory / name).write_bytes(data)
 
 
 def unique_name(prefix: str) -> str:
