@@ -242,7 +242,8 @@ class TrialLog:
 
 
 def read_log(directory: str | os.PathLike[str]) -> dict[str, _TrialRecord]:
-    """The records in ``directory/trials.jsonl``, in first-start order (empty if there is none).
+    """The records in ``directory/trials.jsonl``, in the table's order (trial creation order once
+    the run ended; start order before), empty if there is none.
 
     ``directory`` may be a storage URI: its log segments are read in order (see the module
     docstring), or its whole ``trials.jsonl`` for a run that left no segments.
@@ -270,6 +271,12 @@ def _parse_log(text: str, *, source: str) -> dict[str, _TrialRecord]:
                 f"{source}:{number}: an unreadable line (cut short by a crash?) is skipped",
                 RuntimeWarning,
                 stacklevel=3,
+            )
+            continue
+        if entry.get("event") == "order":
+            rank = {str(t): i for i, t in enumerate(entry["trial_ids"])}
+            records = dict(
+                sorted(records.items(), key=lambda item: rank.get(item[0], len(rank)))
             )
             continue
         trial_id = str(entry["trial_id"])
@@ -446,7 +453,13 @@ class ResultsWriter(Callback):
         self._started = time.monotonic()
 
     # -- Ray Tune callback hooks, in lifecycle order -------------------------------------------
-    def setup(self, **info: Any) -> None:
+    def setup(
+        self,
+        stop: Any = None,
+        num_samples: int | None = None,
+        total_num_samples: int | None = None,
+        **info: Any,
+    ) -> None:
         """Start from the log of an earlier run of this experiment (a resume), if any."""
         self._started = time.monotonic()
         if self.mirror is not None:
@@ -532,6 +545,8 @@ class ResultsWriter(Callback):
         self.records = dict(
             sorted(self.records.items(), key=lambda item: order.get(item[0], len(order)))
         )
+        # The log is in start order; this line gives readers of the log the table's order.
+        self.log.append({"event": "order", "trial_ids": list(self.records)}, durable=True)
         self._write(force=True)
         self.log.close()
 

@@ -135,6 +135,12 @@ class TuneResult:
             raise ValueError("best_model: this result was not made by tune_model")
         return self._build_model(self)
 
+    def report(self, path: str | os.PathLike[str] | None = None) -> Path:
+        """Write this experiment's one-file HTML report (see ``hpt_ray.report``); its path."""
+        from hpt_ray.report import report_html
+
+        return report_html(self.path, path)
+
     def __repr__(self) -> str:
         return (
             f"TuneResult(best_score={self.best_score!r}, best_config={self.best_config!r}, "

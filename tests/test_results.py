@@ -211,3 +211,16 @@ def test_atomic_write_keeps_the_previous_file_on_failure(tmp_path):
 )
 def test_finite_metric(value, expected):
     assert finite_metric(value) == expected
+
+
+def test_log_reads_back_in_the_tables_order(tmp_path):
+    """Trials start in another order than Tune created them (two at once); the returned table
+    (read from the log) and results.parquet must list them alike: TuneSearchCV's ranking ties
+    follow the grid's order."""
+    writer = ResultsWriter(tmp_path, metric="acc", mode="max", min_write_interval_s=0)
+    first, second = _trial("a", {"x": 1}), _trial("b", {"x": 2})
+    _run_one(writer, second, [{"acc": 0.5}])
+    _run_one(writer, first, [{"acc": 0.6}])
+    writer.on_experiment_end([first, second])
+    assert list(read_log(tmp_path)) == ["a", "b"]
+    assert list(read_results(tmp_path)["trial_id"]) == ["a", "b"]
