@@ -72,7 +72,7 @@ import numbers
 import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from traceback import format_exc
 from typing import Any
 
@@ -85,7 +85,7 @@ from sklearn.metrics._scorer import _check_multimetric_scoring, _MultimetricScor
 from sklearn.model_selection import check_cv
 from sklearn.utils import get_tags
 from sklearn.utils.metaestimators import _safe_split
-from sklearn.utils.validation import _check_method_params
+from sklearn.utils.validation import _check_method_params, _num_samples
 
 from trainables.data import Dataset, check_finite
 
@@ -278,7 +278,27 @@ def check_sklearn_data(estimator: Any, data: Dataset) -> None:
             f"data must be a trainables.data.Dataset (build it with load_data); "
             f"got {type(data).__name__}."
         )
-    check_finite(data, allow_nan=allows_nan(estimator))
+    check_finite(_as_arrays(data), allow_nan=allows_nan(estimator))
+
+
+def _as_arrays(data: Dataset) -> Dataset:
+    """`data` with lists of rows as numpy arrays, as check_finite takes them (TuneSearchCV passes
+    the caller's X as given, and scikit-learn accepts lists); an array or DataFrame is kept."""
+    converted: dict[Any, Any] = {}
+
+    def array(value: Any) -> Any:
+        if value is None or hasattr(value, "shape"):
+            return value
+        if id(value) not in converted:  # the same list stays one array: "the data" in messages
+            converted[id(value)] = np.asarray(value)
+        return converted[id(value)]
+
+    fields = ("X", "y", "X_train", "y_train", "X_val", "y_val")
+    if all(
+        getattr(data, name) is None or hasattr(getattr(data, name), "shape") for name in fields
+    ):
+        return data
+    return replace(data, **{name: array(getattr(data, name)) for name in fields})
 
 
 def run_sklearn_trial(
@@ -606,7 +626,7 @@ def _iter_folds(
         splits: Iterable[tuple[np.ndarray, np.ndarray]] = cv
     else:
         splits = check_cv(cv, data.y, classifier=is_classifier(estimator)).split(data.X, data.y)
-    n = data.n_samples
+    n = _num_samples(data.X)  # X may be a list of rows (TuneSearchCV passes it as given)
     for i, (train, test) in enumerate(splits):
         for part, idx in (("train", train), ("test", test)):
             if idx.size == 0:
