@@ -54,6 +54,7 @@ from hpt_ray.results import (
     RESULTS_FILE,
     STATUSES,
     best_row,
+    finite_metric,
     read_log,
     read_metadata,
     read_remote_file,
@@ -289,14 +290,14 @@ def _read_histories(
             if not isinstance(row, dict) or "trial_id" not in row:
                 continue
             trial_id = str(row["trial_id"])
-            it = _number(row.get("training_iteration"))
-            value = _number(row.get(metric))
+            it = finite_metric(row.get("training_iteration"))
+            value = finite_metric(row.get(metric))
             if it is not None:
                 its.append(it)
                 values.append(np.nan if value is None else value)
-            stamp = _number(row.get("timestamp"))
-            since = _number(row.get("time_since_restore")) or 0.0
-            restore_it = _number(row.get("iterations_since_restore")) or 0.0
+            stamp = finite_metric(row.get("timestamp"))
+            since = finite_metric(row.get("time_since_restore")) or 0.0
+            restore_it = finite_metric(row.get("iterations_since_restore")) or 0.0
             if stamp is None:
                 continue
             # Ray's timestamp is whole seconds; time_since_restore is exact, so a session's
@@ -319,16 +320,6 @@ def _read_histories(
             order = np.argsort(its, kind="stable")
             curves[trial_id] = (np.asarray(its)[order], np.asarray(values)[order])
     return curves, sessions
-
-
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or value is None:
-        return None
-    try:
-        out = float(value)
-    except (TypeError, ValueError):
-        return None
-    return out if math.isfinite(out) else None
 
 
 def _params(frame: pd.DataFrame, space: Any) -> list[Param]:
@@ -1117,7 +1108,7 @@ def slice_charts(exp: Experiment) -> str:
                 continue
             value = frame[p.column].iloc[i]
             if p.kind != "cat" and not (
-                _number(value) is not None and (not p.log or float(value) > 0)
+                finite_metric(value) is not None and (not p.log or float(value) > 0)
             ):
                 continue
             px = xs(value) + (jitter[i] * step if p.kind == "cat" else 0.0)
@@ -1161,7 +1152,7 @@ def parallel_chart(exp: Experiment, options: ReportOptions, index: int = 0) -> s
         points = []
         for k, (p, s) in enumerate(zip(params, scales, strict=True)):
             value = row[p.column]
-            if p.kind != "cat" and _number(value) is None:
+            if p.kind != "cat" and finite_metric(value) is None:
                 continue
             points.append((xs[k], s(value)))
         if finite[i]:
@@ -1294,7 +1285,7 @@ def trials_table(exp: Experiment) -> str:
         ]
         tds = []
         for value, text in cells:
-            number = _number(value) if not isinstance(value, str) else None
+            number = finite_metric(value) if not isinstance(value, str) else None
             sort_key = "" if number is None else f' data-v="{number!r}"'
             tds.append(f"<td{sort_key}>{_esc(text)}</td>")
         body.append(f'<tr data-status="{_esc(row["status"])}">{"".join(tds)}</tr>')

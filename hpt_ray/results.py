@@ -71,6 +71,18 @@ META_FILE = "experiment.json"
 SEGMENTS_DIR = "trials.jsonl.d"
 META_VERSION = 1
 LOG_VERSION = 1
+# The fields of a trial's row that an ``end`` log line carries (config and last result aside).
+ROW_FIELDS = (
+    "status",
+    "final_metric",
+    "best_metric",
+    "best_iteration",
+    "iterations",
+    "bad_reports",
+    "wall_time_s",
+    "error",
+    "checkpoint",
+)
 
 STATUSES = (
     "completed",
@@ -289,17 +301,7 @@ def _parse_log(text: str, *, source: str) -> dict[str, _TrialRecord]:
             record.config = config
         if entry.get("event") == "end":
             row = entry["row"]
-            for name in (
-                "status",
-                "final_metric",
-                "best_metric",
-                "best_iteration",
-                "iterations",
-                "bad_reports",
-                "wall_time_s",
-                "error",
-                "checkpoint",
-            ):
+            for name in ROW_FIELDS:
                 setattr(record, name, row[name])
             record.last_result = dict(entry.get("last_result") or {})
             record.ended = True
@@ -603,20 +605,7 @@ class ResultsWriter(Callback):
     def _end(self, record: _TrialRecord) -> None:
         """Log the finished trial durably, then (throttled) rewrite the table."""
         record.ended = True
-        row = {
-            name: getattr(record, name)
-            for name in (
-                "status",
-                "final_metric",
-                "best_metric",
-                "best_iteration",
-                "iterations",
-                "bad_reports",
-                "wall_time_s",
-                "error",
-                "checkpoint",
-            )
-        }
+        row = {name: getattr(record, name) for name in ROW_FIELDS}
         self.log.append(
             {
                 "event": "end",
