@@ -23,7 +23,9 @@ raises its own exception. ``searcher="grid"`` enumerates the grid in ``Parameter
 RandomizedSearchCV with a smarter proposal.
 
 The scheduler defaults to "fifo": every trial is one plain ``fit`` per fold, scored exactly as
-scikit-learn scores it. Pass ``scheduler="asha"`` (or another early-stopping scheduler) to stage
+scikit-learn scores it, and runs as a plain Ray task on Ray's pooled workers (`run_on_tasks`:
+no per-trial actor to start, so a small search with Ray up costs about what GridSearchCV's
+does); with a ``storage_path`` the trials run in a Ray Tune experiment kept there. Pass ``scheduler="asha"`` (or another early-stopping scheduler) to stage
 iterative estimators (``warm_start``/``partial_fit``, see ``trainables.sklearn_trainable``) and
 cut poor ones early; their scores in ``cv_results_`` are then the last stage they reached.
 
@@ -41,6 +43,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
+import ray
 from numpy.ma import MaskedArray
 from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 from scipy.stats import rankdata
@@ -52,9 +55,10 @@ from sklearn.utils import indexable
 from sklearn.utils.validation import _check_method_params
 
 import searchers
+from hpt_ray.cluster import check_feasible, ray_resource_names
 from hpt_ray.schedulers import SafeScheduler, make_scheduler
 from hpt_ray.spaces import to_tune_space, validate_space
-from hpt_ray.tuning import grid_size, run_experiment
+from hpt_ray.tuning import ensure_ray, grid_size, run_experiment
 from trainables.data import Dataset
 from trainables.resources import resources_from_spec
 from trainables.sklearn_trainable import make_sklearn_trainable, max_reports
@@ -210,6 +214,11 @@ class TuneSearchCV(BaseSearchCV):
 
         candidates: list[dict[str, Any]] = []
         rows: list[dict[str, Any]] = []
+        # Under FIFO with nothing to keep on disk, a trial is one function call: Ray tasks on the
+        # pooled workers do it without Tune's per-trial actor start (BENCHMARKS.md,
+        # "TuneSearchCV vs GridSearchCV"). A scheduler, or a storage_path to keep the
+        # experiment in, takes the Tune path.
+        on_tasks = not staged and self.storage_path is None
         with _experiment_storage(self.storage_path) as storage:
             for index, space in enumerate(spaces):
                 search_alg = searchers.make_searcher(
@@ -218,6 +227,28 @@ class TuneSearchCV(BaseSearchCV):
                 num_samples = n_trials
                 if searcher == "grid":
                     num_samples = grid_size(space, self.searcher_options)
+                if on_tasks:
+                    configs, results = run_on_tasks(
+                        fn,
+                        space,
+                        data=data,
+                        fit_params=routed.estimator.fit,
+                        score_params=routed.scorer.score,
+                        searcher=search_alg,
+                        metric=metric,
+                        num_samples=num_samples,
+                        max_concurrent=concurrency,
+                        resources=resources,
+                        verbose=self.verbose,
+                    )
+                    order = list(range(len(configs)))
+                    if searcher == "grid":
+                        keys = [str(i) for i in order]
+                        by_key = dict(zip(keys, configs, strict=True))
+                        order = [int(k) for k in _in_grid_order(keys, by_key, grids[index])]
+                    candidates.extend(dict(configs[i]) for i in order)
+                    rows.extend(results[i] for i in order)
+                    continue
                 run = run_experiment(
                     trainable,
                     space,
@@ -373,6 +404,110 @@ class TuneSearchCV(BaseSearchCV):
             if self.return_train_score:
                 store(f"train_{name}", splits=True, rank=False)
         return results
+
+
+def run_on_tasks(
+    fn: Any,
+    space: Mapping[str, Any],
+    *,
+    data: Dataset,
+    fit_params: Mapping[str, Any],
+    score_params: Mapping[str, Any],
+    searcher: Any,
+    metric: str,
+    num_samples: int,
+    max_concurrent: int | None,
+    resources: Mapping[str, float],
+    verbose: int = 0,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Drive `searcher` with one plain Ray task per trial, `max_concurrent` at a time.
+
+    The FIFO path of TuneSearchCV: every trial is a single call of the scikit-learn trainable
+    `fn` with no intermediate report a scheduler could act on, so it needs none of Tune's
+    per-trial actors, whose start (a fresh process with its own runtime env, importing ray.tune)
+    cost more than the fits of a small grid. Tasks run on Ray's pooled, already started workers;
+    the data goes to the object store once. The searcher sees the same protocol Tune gives it
+    (``set_search_properties``, ``suggest``, ``on_trial_complete``), so every registered
+    searcher works here. A task that raises (a fit under ``error_score="raise"``, or anything
+    else) cancels the rest and raises its exception as its own type.
+
+    Returns:
+        The configs and their trial results (the last report), in the order trials were
+        suggested.
+    """
+    ensure_ray(None, log_to_driver=verbose >= 2)
+    check_feasible(resources)
+    request = ray_resource_names(resources)
+    if max_concurrent is None:
+        # As many at once as the cluster's CPUs hold (what Tune does with no limit).
+        total = ray.cluster_resources()
+        per_trial = {k: v for k, v in request.items() if k in ("CPU", "GPU") and v > 0}
+        max_concurrent = max(
+            1, min((int(total.get(k, 0) // v) for k, v in per_trial.items()), default=1)
+        )
+    options: dict[str, Any] = {
+        "num_cpus": request.pop("CPU", 0),
+        "num_gpus": request.pop("GPU", 0),
+        "max_retries": 0,
+    }
+    if "memory" in request:
+        options["memory"] = request.pop("memory")
+    if request:
+        options["resources"] = request
+    task = _trial_task.options(**options)
+    searcher.set_search_properties(metric, "max", dict(space))
+    shared = ray.put((fn, data, dict(fit_params), dict(score_params)))
+
+    configs: list[dict[str, Any]] = []
+    results: list[dict[str, Any]] = []
+    running: dict[Any, int] = {}  # task ref -> trial index
+    exhausted = False
+    try:
+        while True:
+            while not exhausted and len(running) < max_concurrent and len(configs) < num_samples:
+                index = len(configs)
+                config = searcher.suggest(str(index))
+                if config is None:  # the searcher waits for a running trial
+                    break
+                if config == searcher.FINISHED:
+                    exhausted = True
+                    break
+                configs.append(dict(config))
+                results.append({})
+                running[task.remote(shared, config)] = index
+            if not running:
+                break
+            (ref,), _ = ray.wait(list(running), num_returns=1)
+            index = running.pop(ref)
+            try:
+                result = ray.get(ref)
+            except ray.exceptions.RayTaskError as error:
+                cause = error.cause if isinstance(error.cause, BaseException) else error
+                raise cause from error
+            results[index] = result
+            searcher.on_trial_complete(str(index), result=result)
+            if verbose >= 1:
+                print(
+                    f"TuneSearchCV: trial {index + 1} done ({len(configs) - len(running)}/"
+                    f"{num_samples}), {metric}={result.get(metric)}",
+                    flush=True,
+                )
+    finally:
+        for ref in running:
+            ray.cancel(ref, force=True)
+    return configs, results
+
+
+def _trial_body(shared: Any, config: dict[str, Any]) -> dict[str, Any]:
+    fn, data, fit_params, score_params = shared
+    reports: list[dict[str, Any]] = []
+    fn(config, data, fit_params=fit_params, score_params=score_params, report=reports.append)
+    if not reports:
+        raise RuntimeError(f"the trial with config {config!r} reported nothing")
+    return reports[-1]
+
+
+_trial_task = ray.remote(_trial_body)
 
 
 def _stops_early(scheduler: Any) -> bool:

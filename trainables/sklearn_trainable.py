@@ -158,10 +158,10 @@ def make_sklearn_trainable(
             so data the estimator cannot take is refused before any trial starts.
 
     Returns:
-        ``fn(config, data, fit_params=None, score_params=None)``: pass it to
+        ``fn(config, data, fit_params=None, score_params=None, *, report=None)``: pass it to
         ``tune.with_parameters(fn, data=dataset)`` (add ``fit_params={"sample_weight": w}`` to
         route fit parameters, split per fold as GridSearchCV does; ``score_params`` likewise go
-        to the scorer).
+        to the scorer). ``report`` replaces ``ray.tune.report`` to run a trial outside Tune.
 
     Raises:
         TypeError / ValueError: an estimator without ``fit``, a bad `cv`, `scoring`,
@@ -201,13 +201,17 @@ def make_sklearn_trainable(
         data: Dataset,
         fit_params: Mapping[str, Any] | None = None,
         score_params: Mapping[str, Any] | None = None,
+        *,
+        report: Callable[[dict[str, Any]], None] | None = None,
     ) -> None:
         run_sklearn_trial(
             base,
             dict(config),
             data,
             options=options,
-            report=tune.report,
+            # Inside a Tune trial: tune.report. TuneSearchCV's FIFO path runs the same body in a
+            # plain Ray task and collects the reports itself.
+            report=tune.report if report is None else report,
             fit_params=fit_params,
             score_params=score_params,
         )
