@@ -1,0 +1,147 @@
+"""Same seeds, same suggestions: every registered searcher against a committed record.
+
+The record (``tests/data/golden_suggestions.json``) holds, for each searcher and seed, the
+configs it suggested when driven through the plain Searcher protocol (``set_search_properties``,
+two trials in flight, ``on_trial_complete`` with a deterministic objective), including its model
+phase (small initial designs). A refactor of the searcher shell must leave it exactly equal, as
+the searcher benchmark's figures depend on it. Rewrite it only for an intended change of
+suggestions, and say so in the commit:
+
+    .venv/bin/python tests/test_searchers_golden.py --write tests/data/golden_suggestions.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+GOLDEN = Path(__file__).parent / "data" / "golden_suggestions.json"
+SEEDS = (0, 1)
+N_TRIALS = 15
+IN_FLIGHT = 2
+
+# Initial designs shortened so that most of the 15 trials are model steps.
+OPTIONS: dict[str, dict[str, Any]] = {
+    "gp-ei": {"n_initial": 3},
+    "pso": {"n_particles": 4},
+    "genetic": {"population_size": 4},
+    "optuna-tpe": {"n_startup_trials": 3},
+    "optuna-gp": {"n_startup_trials": 3},
+    "optuna-cmaes": {"n_startup_trials": 3},
+    "hyperopt-tpe": {"n_initial_points": 3},
+}
+
+
+def mixed_space() -> dict[str, Any]:
+    from ray import tune
+
+    return {
+        "lr": tune.loguniform(1e-4, 1e-1),
+        "dropout": tune.uniform(0.0, 0.5),
+        "layers": tune.randint(1, 5),
+        "width": tune.qrandint(16, 128, 16),
+        "act": tune.choice(["relu", "tanh", "gelu"]),
+        "const": 3,
+    }
+
+
+def grid_space() -> dict[str, Any]:
+    """12 points: the 13th suggestion is ``FINISHED``."""
+    from ray import tune
+
+    return {
+        "layers": tune.randint(1, 3),
+        "width": tune.qrandint(16, 48, 16),
+        "act": {"grid_search": ["relu", "tanh"]},
+    }
+
+
+def objective(config: dict[str, Any]) -> float:
+    act = {"relu": 0.0, "tanh": 0.3, "gelu": 0.1}[config["act"]]
+    lr = config.get("lr", 1e-2)
+    dropout = config.get("dropout", 0.2)
+    return (
+        (math.log10(lr) + 2.0) ** 2
+        + (dropout - 0.2) ** 2
+        + 0.1 * abs(config["layers"] - 2)
+        + abs(config["width"] - 64) / 64.0
+        + act
+    )
+
+
+def drive(name: str, seed: int) -> list[Any]:
+    """Suggestions of ``name`` over ``N_TRIALS`` trials with ``IN_FLIGHT`` pending at a time,
+    completing the oldest first; a non-config answer is recorded as its repr and ends the run."""
+    import searchers
+
+    space = grid_space() if searchers.supports_grid(name) else mixed_space()
+    searcher = searchers.make_searcher(name, seed=seed, **OPTIONS.get(name, {}))
+    searcher.set_search_properties("loss", "min", space)
+    out: list[Any] = []
+    in_flight: list[tuple[str, dict[str, Any]]] = []
+    for i in range(N_TRIALS):
+        trial_id = f"t{i}"
+        config = searcher.suggest(trial_id)
+        if not isinstance(config, dict):
+            out.append(repr(config))
+            break
+        out.append(config)
+        in_flight.append((trial_id, config))
+        if len(in_flight) >= IN_FLIGHT:
+            done_id, done = in_flight.pop(0)
+            searcher.on_trial_complete(done_id, {"loss": objective(done)})
+    return out
+
+
+def record(names: list[str] | None = None) -> dict[str, dict[str, list[Any]]]:
+    import searchers
+
+    return {
+        name: {str(seed): drive(name, seed) for seed in SEEDS}
+        for name in (names or searchers.available())
+    }
+
+
+def _golden() -> dict[str, dict[str, list[Any]]]:
+    data: dict[str, dict[str, list[Any]]] = json.loads(GOLDEN.read_text())
+    return data
+
+
+@pytest.mark.parametrize("name", sorted(_golden()) if GOLDEN.exists() else [])
+def test_suggestions_equal_the_golden_record(name: str) -> None:
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # Optuna's GP: as when the record was written
+    try:
+        got = json.loads(json.dumps({str(s): drive(name, s) for s in SEEDS}))
+    finally:
+        torch.set_num_threads(threads)
+    expected = _golden()[name]
+    for seed in map(str, SEEDS):
+        for i, (g, e) in enumerate(zip(got[seed], expected[seed], strict=False)):
+            assert g == e, f"{name} seed {seed}: suggestion {i} differs"
+        assert len(got[seed]) == len(expected[seed])
+
+
+def test_golden_record_covers_every_searcher() -> None:
+    import searchers
+
+    assert sorted(_golden()) == searchers.available()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--write", required=True, help="path of the JSON record to write")
+    parser.add_argument("--names", nargs="*", help="searchers (default: all registered)")
+    args = parser.parse_args()
+    import torch
+
+    torch.set_num_threads(1)
+    Path(args.write).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.write).write_text(json.dumps(record(args.names), indent=1) + "\n")
