@@ -6,26 +6,38 @@
 
 Every searcher works inside a Ray ``Tuner`` (which calls ``set_search_properties``) and driven
 directly without a Ray runtime (``set_search_properties`` / ``suggest`` / ``on_trial_complete``).
-Later issues add their searchers with ``register(name, factory)``.
+Later issues add their searchers with ``register(name, factory)``; `searchers.testing` is the
+conformance suite a new searcher runs.
+
+Importing this package loads no Ray: the built-in searchers are imported on first use of their
+name (as Ray's ``ray/tune/search/__init__.py`` does), and the adapter classes
+(``searchers.RandomSearcher``...) on first attribute access. The cores (`searchers.gp`,
+`searchers.pso`, `searchers.genetic`, `searchers.grid`, `searchers.random_search`) never import
+Ray; the adapters live in `searchers.adapters` and `searchers.wrapped`.
 """
 
 from __future__ import annotations
 
+import importlib
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ray.tune.search import Searcher
-
-from searchers.base import BaseSearcher
-from searchers.genetic import GeneticSearcher
-from searchers.gp_ei import GPEISearcher
-from searchers.grid import GridSearcher
-from searchers.pso import PSOSearcher
-from searchers.random_search import RandomSearcher
 from searchers.space import SearchSpace
-from searchers.wrapped import BACKENDS, WrappedSearcher
+
+if TYPE_CHECKING:
+    from ray.tune.search import Searcher
+
+    from searchers.adapters import (
+        GeneticSearcher,
+        GPEISearcher,
+        GridSearcher,
+        PSOSearcher,
+        RandomSearcher,
+    )
+    from searchers.base import BaseSearcher
+    from searchers.wrapped import WrappedSearcher
 
 __all__ = [
     "BaseSearcher",
@@ -42,7 +54,27 @@ __all__ = [
     "supports_grid",
 ]
 
-SearcherFactory = Callable[..., Searcher]
+SearcherFactory = Callable[..., "Searcher"]
+
+# Where each lazily imported class lives.
+_CLASSES: dict[str, str] = {
+    "BaseSearcher": "searchers.base",
+    "GPEISearcher": "searchers.adapters",
+    "GeneticSearcher": "searchers.adapters",
+    "GridSearcher": "searchers.adapters",
+    "PSOSearcher": "searchers.adapters",
+    "RandomSearcher": "searchers.adapters",
+    "WrappedSearcher": "searchers.wrapped",
+}
+
+# The library searchers of `searchers.wrapped.BACKENDS` (a test checks the two agree).
+_WRAPPED = ("hyperopt-tpe", "optuna-tpe", "optuna-gp", "optuna-cmaes")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _CLASSES:
+        return getattr(importlib.import_module(_CLASSES[name]), name)
+    raise AttributeError(f"module 'searchers' has no attribute {name!r}")
 
 
 @dataclass(frozen=True)
@@ -58,7 +90,8 @@ def register(name: str, factory: SearcherFactory, *, grid: bool = False) -> None
     """Register ``factory(*, seed=None, **options) -> Searcher`` under ``name``.
 
     ``grid``: the searcher accepts ``grid_search`` axes in its space. Re-registering a name
-    replaces it (so a later issue can swap an implementation).
+    replaces it (so a later issue can swap an implementation). `searchers.testing` checks that
+    the new searcher keeps the protocol.
     """
     if not isinstance(name, str) or not name:
         raise ValueError(f"searcher name must be a non-empty str, got {name!r}")
@@ -100,7 +133,7 @@ def _check_options(name: str, factory: SearcherFactory, options: dict[str, Any])
     except (TypeError, ValueError):  # a builtin or C callable without a signature: let it check
         return
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        return  # the factory validates its own **options (the wrapped ones do)
+        return  # the factory validates its own **options (the built-in ones do)
     accepted = {n for n, p in params.items() if p.kind is not inspect.Parameter.VAR_POSITIONAL}
     for option in options:
         if option not in accepted:
@@ -110,40 +143,21 @@ def _check_options(name: str, factory: SearcherFactory, options: dict[str, Any])
             )
 
 
-def _random(
-    *, seed: int | None = None, space: Any = None, metric: str | None = None,
-    mode: str | None = None, points_to_evaluate: list[dict[str, Any]] | None = None,
-    duplicate_retries: int = 16, random_retries: int = 64,
-) -> Searcher:
-    return RandomSearcher(
-        seed=seed, space=space, metric=metric, mode=mode, points_to_evaluate=points_to_evaluate,
-        duplicate_retries=duplicate_retries, random_retries=random_retries,
-    )
+def _lazy(class_name: str, *args: Any) -> SearcherFactory:
+    """A factory that imports ``class_name`` on its first call (the class checks the options)."""
 
-
-def _grid(
-    *, seed: int | None = None, space: Any = None, metric: str | None = None,
-    mode: str | None = None, points_to_evaluate: list[dict[str, Any]] | None = None,
-    max_axis_values: int = 64,
-) -> Searcher:
-    return GridSearcher(
-        seed=seed, space=space, metric=metric, mode=mode, points_to_evaluate=points_to_evaluate,
-        max_axis_values=max_axis_values,
-    )
-
-
-def _wrapped_factory(algorithm: str) -> SearcherFactory:
     def factory(*, seed: int | None = None, **options: Any) -> Searcher:
-        return WrappedSearcher(algorithm, seed=seed, **options)
+        cls = __getattr__(class_name)
+        return cls(*args, seed=seed, **options)  # type: ignore[no-any-return]
 
-    factory.__name__ = f"make_{algorithm.replace('-', '_')}"
+    factory.__name__ = f"make_{(args[0] if args else class_name).replace('-', '_')}"
     return factory
 
 
-register("random", _random)
-register("grid", _grid, grid=True)
-register("pso", PSOSearcher)
-register("genetic", GeneticSearcher)
-register("gp-ei", GPEISearcher)
-for _name in BACKENDS:
-    register(_name, _wrapped_factory(_name))
+register("random", _lazy("RandomSearcher"))
+register("grid", _lazy("GridSearcher"), grid=True)
+register("pso", _lazy("PSOSearcher"))
+register("genetic", _lazy("GeneticSearcher"))
+register("gp-ei", _lazy("GPEISearcher"))
+for _name in _WRAPPED:
+    register(_name, _lazy("WrappedSearcher", _name))

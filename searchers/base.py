@@ -1,20 +1,21 @@
-"""`BaseSearcher`: the one Ray Tune `Searcher` base for our own searchers, and the result policy.
+"""`BaseSearcher`: the one Ray Tune `Searcher` shell of every searcher, and the result policy.
 
-An adapter (``RandomSearcher``, ``GridSearcher``; later GP-EI, PSO, GA) only says which core to
-build (`searchers.core.SearchCore`); everything else is done here once:
+Every searcher is a `BaseSearcher` with an algorithm behind five hooks: our pure cores through
+`searchers.adapters.CoreSearcher`, a library searcher through `searchers.wrapped.WrappedSearcher`.
+Done here once for all of them:
 
+- constructor checks (metric, mode, seed, ``points_to_evaluate``);
 - space conversion: a Ray ``param_space`` (constructor ``space=`` or ``set_search_properties``)
-  becomes a `SearchSpace`; the core sees unit-cube points only;
-- sign: the core always minimizes; for ``mode="max"`` values are negated on the way in;
-- pending trials: ``{trial_id: encoded config}``; never two identical configs in flight (the
-  core is asked again up to ``duplicate_retries`` times, then a non-duplicate config is drawn at
-  random; when every config of a finite space is in flight, ``suggest`` returns None);
-- ``points_to_evaluate`` are suggested first, in order; ``add_evaluated_point`` tells the core
-  about a point evaluated elsewhere;
-- versioned JSON state (``get_state``/``set_state``/``save``/``restore``), RNG states included,
-  so a restored searcher makes exactly the suggestions the uninterrupted one would have made.
+  becomes a `SearchSpace`; the algorithm sees encoded configs (and a core unit-cube points) only;
+- sign: the algorithm is told minimized values (negated for ``mode="max"``); `_raw` turns one
+  back for a library that takes the metric's own sign;
+- pending trials: ``{trial_id: encoded config}``, with a count per config for duplicate checks;
+- the bad-result policy below, and the warning for a completion of an unknown trial;
+- versioned JSON state (``get_state``/``set_state``/``save``/``restore``): the base's bookkeeping
+  plus the algorithm's part, so a restored searcher makes exactly the suggestions the
+  uninterrupted one would have made; ``save`` writes atomically.
 
-Bad-result policy (shared with the wrapped searchers in `searchers.wrapped`):
+Bad-result policy:
     A completed trial's objective is *bad* when ``error=True``, the result is missing or lacks the
     metric, the metric is not a real number (a string, None, a bool), or it is NaN, +inf or -inf.
     A bad objective never raises and never reaches an optimizer:
@@ -24,7 +25,7 @@ Bad-result policy (shared with the wrapped searchers in `searchers.wrapped`):
         told; wrapped searchers are told the trial failed).
     Each kind of bad result is logged once per searcher. A completion for a trial id this searcher
     did not suggest (or already completed) is ignored, with one warning. Intermediate results
-    (``on_trial_result``) are ignored by our cores.
+    (``on_trial_result``) are ignored by our cores (the wrapped searchers forward clean ones).
 """
 
 from __future__ import annotations
@@ -35,14 +36,14 @@ import math
 import numbers
 import os
 import tempfile
+from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields
-from typing import Any, ClassVar, cast
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 import numpy as np
 from ray.tune.search import Searcher
 
-from searchers.core import SearchCore, rng_from_state, rng_state, spawn_rngs
 from searchers.ray_space import from_ray
 from searchers.space import Encoded, SearchSpace
 
@@ -120,33 +121,29 @@ class ResultPolicy:
         )
 
 
-@dataclass(frozen=True)
-class BaseOptions:
-    """Options every searcher built on `BaseSearcher` takes.
+class BaseSearcher(Searcher):
+    """The one Ray `Searcher` shell; an adapter implements the algorithm's five hooks.
 
-    duplicate_retries: how many times the core is asked again when its point duplicates a config
-        already in flight, before a random non-duplicate config is drawn instead.
-    random_retries: random draws tried before a finite space is scanned for a free config.
+    Done here, once for every searcher: constructor checks (metric, mode, seed,
+    ``points_to_evaluate``), ``set_search_properties`` and the space conversion, the metric's
+    sign, pending-trial bookkeeping, the bad-result policy, the unknown-trial warning and the
+    versioned JSON state (``get_state``/``set_state``/``save``/``restore``).
+
+    Hooks, in lifecycle order (all but ``_start`` once space, metric and mode are known):
+        ``_start(space)``: build the algorithm for the converted space;
+        ``_propose(trial_id)``: encoded config to suggest, or None (try later) or
+            ``Searcher.FINISHED``; the base records it as pending;
+        ``_observe(trial_id, codes, value, pruned)``: a completed trial (``trial_id`` None: a
+            point evaluated elsewhere); ``value`` is minimized and finite, or None when the
+            policy dropped a bad result;
+        ``_algorithm_state()`` / ``_load_algorithm_state(state)``: the adapter's part of the
+            JSON state (its keys sit next to the base's).
     """
 
-    duplicate_retries: int = 16
-    random_retries: int = 64
-
-    def __post_init__(self) -> None:
-        for name in ("duplicate_retries", "random_retries"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
-
-
-class BaseSearcher(Searcher):
-    """Shared Ray `Searcher` for a pure `SearchCore`; subclasses implement ``_make_core``."""
-
-    searcher_name: ClassVar[str] = "base"
+    #: The registry name, written into the state (a wrapped searcher sets it per instance).
+    searcher_name: str = "base"
     #: Accept grid_search axes in the space (only the grid searcher does).
     allow_grid: ClassVar[bool] = False
-    #: After ``duplicate_retries`` duplicate points, draw a random free config (False: wait).
-    random_fallback: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -156,8 +153,6 @@ class BaseSearcher(Searcher):
         mode: str | None = None,
         points_to_evaluate: Sequence[Mapping[str, Any]] | None = None,
         seed: int | None = None,
-        duplicate_retries: int = BaseOptions.duplicate_retries,
-        random_retries: int = BaseOptions.random_retries,
     ) -> None:
         check_metric_mode(metric, mode)
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
@@ -165,17 +160,13 @@ class BaseSearcher(Searcher):
         if points_to_evaluate is not None and not isinstance(points_to_evaluate, (list, tuple)):
             raise TypeError("points_to_evaluate must be a list of config dicts")
         super().__init__(metric=metric, mode=mode)
-        self._options = BaseOptions(
-            duplicate_retries=duplicate_retries, random_retries=random_retries
-        )
         self._seed = None if seed is None else int(seed)
         self._raw_points: list[Mapping[str, Any]] = list(points_to_evaluate or [])
         self._space: SearchSpace | None = None
-        self._core: SearchCore | None = None
-        self._fallback_rng: np.random.Generator | None = None
-        self._points: list[list[Encoded]] = []
+        self._points: list[list[Encoded]] = []  # points_to_evaluate, encoded with the space
         self._pending: dict[str, list[Encoded]] = {}
-        self._pending_keys: dict[tuple[Encoded, ...], str] = {}
+        # How many pending trials hold each config (a wrapped library may suggest one twice).
+        self._pending_keys: Counter[tuple[Encoded, ...]] = Counter()
         self._policy = ResultPolicy()
         self._warned_unknown = False
         # Completions accepted (each suggested trial counts once): a resumed experiment checks it.
@@ -184,22 +175,39 @@ class BaseSearcher(Searcher):
         if space is not None:
             self._setup(space)
 
-    # ---- subclass hooks --------------------------------------------------------------------
-    def _make_core(self, space: SearchSpace, rng: np.random.Generator) -> SearchCore:
+    # ---- algorithm hooks -------------------------------------------------------------------
+    def _start(self, space: SearchSpace) -> None:
         raise NotImplementedError
 
-    def _core_from_state(self, space: SearchSpace, state: dict[str, Any]) -> SearchCore:
+    def _propose(self, trial_id: str) -> list[Encoded] | str | None:
         raise NotImplementedError
+
+    def _observe(
+        self, trial_id: str | None, codes: list[Encoded], value: float | None, *,
+        pruned: bool = False,
+    ) -> None:
+        raise NotImplementedError
+
+    def _algorithm_state(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _load_algorithm_state(self, state: Mapping[str, Any]) -> None:
+        raise NotImplementedError
+
+    def _frozen_metric(self) -> bool:
+        """True once ``set_search_properties`` may no longer change metric and mode."""
+        return False
 
     # ---- Ray Searcher API, in lifecycle order ----------------------------------------------
     def set_search_properties(
         self, metric: str | None, mode: str | None, config: dict[str, Any], **spec: Any
     ) -> bool:
         check_metric_mode(metric, mode)
-        if metric:
-            self._metric = metric
-        if mode:
-            self._mode = mode
+        if not self._frozen_metric():
+            if metric:
+                self._metric = metric
+            if mode:
+                self._mode = mode
         if self._space is not None:
             return False  # Ray's convention: a space given to the constructor wins
         self._setup(config)
@@ -207,30 +215,18 @@ class BaseSearcher(Searcher):
 
     # Ray annotates suggest as Optional[Dict], but its protocol also returns Searcher.FINISHED.
     def suggest(self, trial_id: str) -> dict[str, Any] | str | None:  # type: ignore[override]
-        space, core = self._ready()
+        space = self._ready()
         if trial_id in self._pending:
             return space.decode(self._pending[trial_id])
-        if self._points and tuple(self._points[0]) not in self._pending_keys:
-            return self._admit(trial_id, self._points.pop(0))
-        if core.finished:
-            return Searcher.FINISHED
-        pending = self._pending_units()
-        for _ in range(self._options.duplicate_retries):
-            u = core.ask(pending)
-            if u is None:
-                return Searcher.FINISHED if core.finished else None
-            codes = space.encode(space.from_unit(u))
-            if tuple(codes) not in self._pending_keys:
-                return self._admit(trial_id, codes)
-        if not self.random_fallback:
-            return None
-        codes_or_none = self._random_free_config()
-        if codes_or_none is None:
-            return None if self._pending else Searcher.FINISHED
-        return self._admit(trial_id, codes_or_none)
+        codes = self._propose(trial_id)
+        if codes is None or isinstance(codes, str):
+            return codes
+        self._pending[trial_id] = codes
+        self._pending_keys[tuple(codes)] += 1
+        return space.decode(codes)
 
     def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
-        """Intermediate results are not used by the cores of this issue."""
+        """Intermediate results are not used (the wrapped searchers forward them)."""
 
     def on_trial_complete(
         self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False
@@ -242,13 +238,18 @@ class BaseSearcher(Searcher):
                 logger.warning(
                     "%s: ignoring completion of trial %r, which it did not suggest (or already "
                     "completed); further such trials are ignored silently.",
-                    type(self).__name__,
+                    self.searcher_name,
                     trial_id,
                 )
             return
-        del self._pending_keys[tuple(codes)]
+        key = tuple(codes)
+        self._pending_keys[key] -= 1
+        if self._pending_keys[key] <= 0:
+            del self._pending_keys[key]
         self._n_completed += 1
-        self._tell(codes, result, error=error)
+        self._ready()
+        value = self._policy.objective(result, str(self._metric), str(self._mode), error=error)
+        self._observe(trial_id, codes, value)
 
     def add_evaluated_point(
         self,
@@ -258,10 +259,12 @@ class BaseSearcher(Searcher):
         pruned: bool = False,
         intermediate_values: list[float] | None = None,
     ) -> None:
-        """Tell the core about a config evaluated elsewhere (``pruned`` values count as final)."""
-        space, _ = self._ready()
+        """Tell the algorithm about a config evaluated elsewhere, through the result policy."""
+        space = self._ready()
+        codes = space.encode(parameters)
         metric = str(self._metric)
-        self._tell(space.encode(parameters), {metric: value}, error=error)
+        objective = self._policy.objective({metric: value}, metric, str(self._mode), error=error)
+        self._observe(None, codes, objective, pruned=pruned)
 
     # ---- state in/out ----------------------------------------------------------------------
     def get_state(self) -> dict[str, Any]:
@@ -273,18 +276,16 @@ class BaseSearcher(Searcher):
             "seed": self._seed,
             "space": None,
         }
-        if self._space is None or self._core is None or self._fallback_rng is None:
+        if self._space is None:
             return state
         state.update(
             space=self._space.fingerprint(),
             pending=[[tid, codes] for tid, codes in self._pending.items()],
-            points=[list(p) for p in self._points],
             policy=self._policy.state(),
             warned_unknown=self._warned_unknown,
             n_completed=self._n_completed,
-            fallback_rng=rng_state(self._fallback_rng),
-            core=self._core.state(),
         )
+        state.update(self._algorithm_state())
         return state
 
     def set_state(self, state: dict[str, Any]) -> None:
@@ -334,89 +335,48 @@ class BaseSearcher(Searcher):
             converted = space
         else:
             converted = from_ray(space, allow_grid=self.allow_grid)
-        core_rng, fallback_rng = spawn_rngs(self._seed, 2)
-        core = self._make_core(converted, core_rng)
-        points = [converted.encode(p) for p in self._raw_points]
-        self._space, self._core, self._fallback_rng = converted, core, fallback_rng
-        self._points = points
+        points = [converted.encode(p) for p in self._raw_points]  # ValueError names the param
+        self._start(converted)
+        self._space, self._points = converted, points
         if self._stashed_state is not None:
             stashed, self._stashed_state = self._stashed_state, None
             self._apply_state(stashed)
 
     def _apply_state(self, state: Mapping[str, Any]) -> None:
-        space = self._space
-        if space is None:
-            raise RuntimeError("internal: _apply_state before the space is set")
+        space = self._ready_space()
         if state["space"] != space.fingerprint():
             raise ValueError(
                 "the saved searcher state belongs to a different search space; restore it into a "
                 "searcher built with the same param_space"
             )
+        self._load_algorithm_state(state)
         pending = {str(tid): list(codes) for tid, codes in state["pending"]}
-        core = self._core_from_state(space, state["core"])
-        self._core = core
         self._pending = pending
-        self._pending_keys = {tuple(codes): tid for tid, codes in pending.items()}
-        self._points = [list(p) for p in state["points"]]
+        self._pending_keys = Counter(tuple(codes) for codes in pending.values())
         self._policy = ResultPolicy.from_state(state["policy"])
         self._warned_unknown = bool(state.get("warned_unknown", False))
         self._n_completed = int(state.get("n_completed", 0))
-        self._fallback_rng = rng_from_state(state["fallback_rng"])
 
-    def _ready(self) -> tuple[SearchSpace, SearchCore]:
-        if self._space is None or self._core is None:
+    def _ready_space(self) -> SearchSpace:
+        if self._space is None:
             raise RuntimeError(
-                f"{type(self).__name__} has no search space: pass space= to the constructor or "
-                "call set_search_properties(metric, mode, param_space) first"
+                f"searcher {self.searcher_name!r} has no search space: pass space= to the "
+                "constructor or call set_search_properties(metric, mode, param_space) first"
             )
+        return self._space
+
+    def _ready(self) -> SearchSpace:
+        space = self._ready_space()
         if not self._metric or not self._mode:
             raise RuntimeError(
-                f"{type(self).__name__} needs a metric and a mode: pass metric=/mode= or call "
-                "set_search_properties(metric, mode, param_space)"
+                f"searcher {self.searcher_name!r} needs a metric and a mode: pass "
+                "metric=/mode= or call set_search_properties(metric, mode, param_space)"
             )
-        return self._space, self._core
+        return space
 
-    def _admit(self, trial_id: str, codes: list[Encoded]) -> dict[str, Any]:
-        space, _ = self._ready()
-        self._pending[trial_id] = codes
-        self._pending_keys[tuple(codes)] = trial_id
-        return space.decode(codes)
-
-    def _pending_units(self) -> np.ndarray:
-        space, _ = self._ready()
-        units = [space.to_unit(space.decode(codes)) for codes in self._pending.values()]
-        if not units:
-            return np.zeros((0, space.dim))  # (0, dim)
-        return np.stack(units)  # (n_pending, dim)
-
-    def _tell(
-        self, codes: list[Encoded], result: Mapping[str, Any] | None, *, error: bool
-    ) -> None:
-        space, core = self._ready()
-        value = self._policy.objective(result, str(self._metric), str(self._mode), error=error)
-        if value is not None:
-            core.tell(space.to_unit(space.decode(codes)), value)
-
-    def _random_free_config(self) -> list[Encoded] | None:
-        """A config not in flight: random draws, then (finite space) a scan from a random start."""
-        space, _ = self._ready()
-        rng = self._fallback_rng
-        if rng is None:
-            raise RuntimeError("internal: no fallback RNG")
-        for _ in range(self._options.random_retries):
-            codes = space.encode(space.sample(rng))
-            if tuple(codes) not in self._pending_keys:
-                return codes
-        size = space.size
-        if size is None or size <= len(self._pending_keys):
-            return None
-        # Among len(pending) + 1 consecutive distinct configs at least one is free.
-        start = int(rng.integers(size))
-        for offset in range(len(self._pending_keys) + 1):
-            codes = _config_at(space, (start + offset) % size)
-            if tuple(codes) not in self._pending_keys:
-                return codes
-        return None
+    def _raw(self, value: float) -> float:
+        """A minimized objective back in the metric's own sign (what a library is told)."""
+        return value * _sign(str(self._mode))
 
 
 def check_metric_mode(metric: Any, mode: Any) -> None:
@@ -467,61 +427,3 @@ def _metric_value(result: Mapping[str, Any] | None, metric: str) -> Any:
 
 def _sign(mode: str) -> float:
     return -1.0 if mode == "max" else 1.0
-
-
-def _config_at(space: SearchSpace, index: int) -> list[Encoded]:
-    """Encoded config number ``index`` of a finite space (mixed radix, last dimension fastest)."""
-    codes: list[Encoded] = []
-    for d in reversed(range(space.dim)):
-        values = space.values(d)
-        index, digit = divmod(index, len(values))
-        param = space.params[d]
-        codes.append(param.encode(values[digit]))
-    return codes[::-1]
-
-
-def options_from(cls: Any, searcher: str, options: dict[str, Any]) -> Any:
-    """``cls(**options)`` for an options dataclass, with a TypeError naming an unknown option."""
-    accepted = sorted(f.name for f in fields(cls))
-    for name in options:
-        if name not in accepted:
-            raise TypeError(
-                f"searcher {searcher!r} got an unknown option {name!r}; it accepts the base "
-                f"options duplicate_retries, random_retries and {accepted}"
-            )
-    return cls(**options)
-
-
-class CoreSearcher(BaseSearcher):
-    """A `BaseSearcher` whose core is ``core_class(space, rng=rng, options=options)``.
-
-    Subclasses name ``searcher_name``, ``core_class`` (a `SearchCore` with a ``from_state``
-    classmethod) and ``options_class`` (a frozen dataclass); ``**options`` are its fields.
-    """
-
-    core_class: ClassVar[Any]
-    options_class: ClassVar[Any]
-
-    def __init__(
-        self,
-        *,
-        space: Mapping[str, Any] | SearchSpace | None = None,
-        metric: str | None = None,
-        mode: str | None = None,
-        points_to_evaluate: Sequence[Mapping[str, Any]] | None = None,
-        seed: int | None = None,
-        duplicate_retries: int = BaseOptions.duplicate_retries,
-        random_retries: int = BaseOptions.random_retries,
-        **options: Any,
-    ) -> None:
-        self.options = options_from(self.options_class, self.searcher_name, options)
-        super().__init__(
-            space=space, metric=metric, mode=mode, points_to_evaluate=points_to_evaluate,
-            seed=seed, duplicate_retries=duplicate_retries, random_retries=random_retries,
-        )
-
-    def _make_core(self, space: SearchSpace, rng: np.random.Generator) -> SearchCore:
-        return cast(SearchCore, self.core_class(space, rng=rng, options=self.options))
-
-    def _core_from_state(self, space: SearchSpace, state: dict[str, Any]) -> SearchCore:
-        return cast(SearchCore, self.core_class.from_state(space, state))

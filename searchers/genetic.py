@@ -27,18 +27,16 @@ from typing import Any
 
 import numpy as np
 
-from searchers.base import CoreSearcher
 from searchers.core import rng_from_state, rng_state
 from searchers.population import (
     InFlight,
-    Lattice,
     QuasiRandom,
     is_near_any,
     reflect,
 )
-from searchers.space import SearchSpace
+from searchers.space import Lattice, SearchSpace
 
-__all__ = ["GAOptions", "GeneticAlgorithm", "GeneticSearcher"]
+__all__ = ["GAOptions", "GeneticAlgorithm"]
 
 _VERSION = 1
 # A point in flight is tagged [kind, value of its better parent (None: no parent)].
@@ -291,16 +289,3 @@ class GeneticAlgorithm:
         worst = int(np.argmax(self._pop_f))
         if value < self._pop_f[worst]:
             self._pop_x[worst], self._pop_f[worst] = u, value
-
-
-class GeneticSearcher(CoreSearcher):
-    """Ray Tune searcher for `GeneticAlgorithm` (``make_searcher("genetic", seed=...)``).
-
-    ``options`` are the fields of `GAOptions`. Bad results follow the base policy (imputed with
-    the worst value seen): for a steady-state GA that is right, as such a child never displaces a
-    member of a full population and counts as a failed mutation for the step size.
-    """
-
-    searcher_name = "genetic"
-    core_class = GeneticAlgorithm
-    options_class = GAOptions

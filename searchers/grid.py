@@ -17,11 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from searchers.base import BaseSearcher
-from searchers.core import SearchCore
 from searchers.space import SearchSpace
 
-__all__ = ["GridCore", "GridOptions", "GridSearcher"]
+__all__ = ["GridCore", "GridOptions"]
 
 
 @dataclass(frozen=True)
@@ -89,26 +87,3 @@ class GridCore:
     def from_state(cls, space: SearchSpace, state: dict[str, Any]) -> GridCore:
         options = GridOptions(max_axis_values=int(state["max_axis_values"]))
         return cls(space, options=options, position=int(state["position"]))
-
-
-class GridSearcher(BaseSearcher):
-    """Ray Tune searcher for grid search (``make_searcher("grid")``)."""
-
-    searcher_name = "grid"
-    allow_grid = True
-    random_fallback = False
-
-    def __init__(self, *, max_axis_values: int = GridOptions.max_axis_values, **kwargs: Any):
-        self._grid_options = GridOptions(max_axis_values=max_axis_values)
-        super().__init__(**kwargs)
-
-    @property
-    def grid_size(self) -> int | None:
-        """Number of grid points (None until the space is known)."""
-        return None if self._core is None else int(self._core.size)  # type: ignore[attr-defined]
-
-    def _make_core(self, space: SearchSpace, rng: np.random.Generator) -> SearchCore:
-        return GridCore(space, rng=rng, options=self._grid_options)
-
-    def _core_from_state(self, space: SearchSpace, state: dict[str, Any]) -> SearchCore:
-        return GridCore.from_state(space, state)

@@ -30,20 +30,18 @@ from typing import Any
 
 import numpy as np
 
-from searchers.base import CoreSearcher
 from searchers.core import rng_from_state, rng_state
 from searchers.population import (
     InFlight,
-    Lattice,
     QuasiRandom,
     array_from_json,
     array_to_json,
     is_near_any,
     reflect,
 )
-from searchers.space import SearchSpace
+from searchers.space import Lattice, SearchSpace
 
-__all__ = ["PSOOptions", "PSOSearcher", "ParticleSwarm"]
+__all__ = ["PSOOptions", "ParticleSwarm"]
 
 _VERSION = 1
 # A point in flight is tagged [kind, particle (-1: none), best value when asked (or None)].
@@ -382,17 +380,3 @@ class ParticleSwarm:
         self._local_run = 0
         self._since_improvement = 0
         self._restarts += 1
-
-
-
-class PSOSearcher(CoreSearcher):
-    """Ray Tune searcher for `ParticleSwarm` (``make_searcher("pso", seed=..., **options)``).
-
-    ``options`` are the fields of `PSOOptions`. Bad results follow the base policy (imputed with
-    the worst value seen): for a swarm that is right, as an imputed trial never becomes a personal
-    or global best, and its particle simply moves on.
-    """
-
-    searcher_name = "pso"
-    core_class = ParticleSwarm
-    options_class = PSOOptions

@@ -8,21 +8,30 @@ why this baseline is hard to beat in low effective dimension).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from searchers.base import BaseSearcher
-from searchers.core import SearchCore, rng_from_state, rng_state
+from searchers.core import rng_from_state, rng_state
 from searchers.space import SearchSpace
 
-__all__ = ["RandomCore", "RandomSearcher"]
+__all__ = ["RandomCore", "RandomOptions"]
+
+
+@dataclass(frozen=True)
+class RandomOptions:
+    """Random search has no options of its own (the shell's ``duplicate_retries`` and
+    ``random_retries`` apply to it as to every core)."""
 
 
 class RandomCore:
     """Draws u ~ U[0, 1]^dim; ``tell`` is a no-op."""
 
-    def __init__(self, space: SearchSpace, *, rng: np.random.Generator) -> None:
+    def __init__(
+        self, space: SearchSpace, *, rng: np.random.Generator,
+        options: RandomOptions = RandomOptions(),
+    ) -> None:
         self._dim = space.dim
         self._rng = rng
 
@@ -42,15 +51,3 @@ class RandomCore:
     @classmethod
     def from_state(cls, space: SearchSpace, state: dict[str, Any]) -> RandomCore:
         return cls(space, rng=rng_from_state(state["rng"]))
-
-
-class RandomSearcher(BaseSearcher):
-    """Ray Tune searcher for random search (``make_searcher("random", seed=...)``)."""
-
-    searcher_name = "random"
-
-    def _make_core(self, space: SearchSpace, rng: np.random.Generator) -> SearchCore:
-        return RandomCore(space, rng=rng)
-
-    def _core_from_state(self, space: SearchSpace, state: dict[str, Any]) -> SearchCore:
-        return RandomCore.from_state(space, state)

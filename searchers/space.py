@@ -47,6 +47,7 @@ __all__ = [
     "Constant",
     "FloatParam",
     "IntParam",
+    "Lattice",
     "Param",
     "SearchSpace",
     "path_name",
@@ -423,6 +424,53 @@ class SearchSpace:
                 node = node.setdefault(part, {})
             node[path[-1]] = by_path[path]
         return config
+
+
+class Lattice:
+    """The space's metadata as the cores (GP, PSO, GA) need it: which dimensions are categorical,
+    and each discrete dimension's unit levels, to snap a point onto values that exist."""
+
+    def __init__(self, space: SearchSpace) -> None:
+        self.dim = space.dim
+        self.levels: list[np.ndarray | None] = [space.unit_levels(d) for d in range(self.dim)]
+        kinds = space.kinds
+        self.categorical = np.array([k == "categorical" for k in kinds], dtype=bool)  # (dim,)
+        self.cat_dims = [int(d) for d in np.flatnonzero(self.categorical)]
+        self.n_choices = [int(n) if n is not None else 0 for n in space.n_choices]
+        # Step of one value, in unit coordinates: a mutation smaller than this on a discrete
+        # dimension changes nothing, so steps are floored at it (continuous: 0).
+        self.min_step = np.array(
+            [0.0 if lv is None or len(lv) < 2 else float(np.min(np.diff(lv)))
+             for lv in self.levels]
+        )  # (dim,)
+
+    def snap(self, u: np.ndarray) -> np.ndarray:
+        """``u`` clipped to [0, 1], each discrete coordinate moved to its nearest level."""
+        out = np.clip(np.asarray(u, dtype=np.float64), 0.0, 1.0)  # (dim,)
+        for d, lv in enumerate(self.levels):
+            if lv is not None:
+                out[d] = lv[self.level_index(d, out[d])]
+        return out
+
+    def level_index(self, d: int, x: float) -> int:
+        """Index of the level of discrete dimension ``d`` nearest to ``x``."""
+        lv = self.levels[d]
+        if lv is None:
+            raise ValueError(f"dimension {d} is continuous")
+        i = int(np.searchsorted(lv, x))
+        if i <= 0:
+            return 0
+        if i >= len(lv):
+            return len(lv) - 1
+        return i if lv[i] - x < x - lv[i - 1] else i - 1
+
+    def category_unit(self, d: int, index: int) -> float:
+        """The unit coordinate of category ``index`` of categorical dimension ``d``."""
+        return (index + 0.5) / self.n_choices[d]
+
+    def category_of(self, d: int, x: float) -> int:
+        n = self.n_choices[d]
+        return min(max(math.floor(x * n), 0), n - 1)
 
 
 def _lookup(config: Mapping[str, Any], param: _ParamBase) -> Any:

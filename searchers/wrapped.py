@@ -1,7 +1,9 @@
 """Library searchers (HyperOpt TPE; Optuna TPE, GP and CMA-ES) behind our space and result policy.
 
-`WrappedSearcher` delegates the algorithm to Ray's ``HyperOptSearch`` / ``OptunaSearch`` but owns
-what Ray's converters get wrong or leave open:
+`WrappedSearcher` is the library adapter on the one shell, `searchers.base.BaseSearcher` (which
+does the constructor checks, the metric's sign, pending trials, the unknown-trial warning, where
+Optuna itself would raise KeyError, and the JSON state). It delegates the algorithm to Ray's
+``HyperOptSearch`` / ``OptunaSearch`` but owns what Ray's converters get wrong or leave open:
 
 - the space: we convert the Ray param_space with `searchers.ray_space.from_ray` and hand the
   library a native space built from our `SearchSpace`, because Ray 2.60's converters disagree
@@ -15,9 +17,8 @@ what Ray's converters get wrong or leave open:
   with the worst finite value seen, or, while none is known, the library is told the trial failed
   (``error=True``: Optuna records FAIL, HyperOpt JOB_STATE_ERROR; neither learns from it). The
   library never sees NaN, inf, a missing metric or a non-number;
-- unknown trial ids on completion are ignored with one warning (Optuna would raise KeyError);
-- state: ``get_state`` is JSON (our bookkeeping plus the library searcher's own pickle, which is
-  how Ray saves it, base64-encoded); ``save`` writes it atomically.
+- state: the library searcher's own pickle (how Ray saves it), base64-encoded, next to the base's
+  JSON bookkeeping.
 
 Not guaranteed here: no duplicate configs among pending trials (the library decides what it
 suggests; Optuna's TPE uses a constant liar, the others do not).
@@ -27,7 +28,6 @@ from __future__ import annotations
 
 import base64
 import inspect
-import logging
 import math
 import numbers
 import os
@@ -39,19 +39,10 @@ from typing import Any
 import numpy as np
 from ray.tune.search import Searcher
 
-from searchers.base import (
-    STATE_VERSION,
-    ResultPolicy,
-    atomic_write_json,
-    check_metric_mode,
-    read_json,
-)
-from searchers.ray_space import from_ray
+from searchers.base import BaseSearcher
 from searchers.space import CategoricalParam, Encoded, FloatParam, IntParam, Param, SearchSpace
 
 __all__ = ["BACKENDS", "WrappedSearcher"]
-
-logger = logging.getLogger(__name__)
 
 _TRAINING_ITERATION = "training_iteration"
 
@@ -164,12 +155,13 @@ BACKENDS: dict[str, _Backend] = {
 }
 
 
-class WrappedSearcher(Searcher):
+class WrappedSearcher(BaseSearcher):
     """A Ray library searcher behind our space conversion, result policy and JSON state.
 
     ``algorithm`` is a key of ``BACKENDS``; ``options`` go to the library (HyperOptSearch's
     ``n_initial_points``/``gamma``; the Optuna sampler's constructor arguments); an option the
-    library does not take raises TypeError naming it.
+    library does not take raises TypeError naming it. The library searcher is built on first use
+    (it needs space, metric and mode at once); from then on metric and mode are fixed.
     """
 
     def __init__(
@@ -185,8 +177,7 @@ class WrappedSearcher(Searcher):
     ) -> None:
         if algorithm not in BACKENDS:
             raise ValueError(f"unknown wrapped algorithm {algorithm!r}; one of {sorted(BACKENDS)}")
-        backend = BACKENDS[algorithm]
-        accepted = backend.options()
+        accepted = BACKENDS[algorithm].options()
         for option in options:
             if option not in accepted:
                 common = {"seed", "space", "metric", "mode", "points_to_evaluate"}
@@ -194,55 +185,32 @@ class WrappedSearcher(Searcher):
                     f"searcher {algorithm!r} got an unknown option {option!r}; it accepts "
                     f"{sorted(accepted | common)}"
                 )
-        check_metric_mode(metric, mode)
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
-            raise TypeError(f"seed must be an int or None, got {seed!r}")
-        super().__init__(metric=metric, mode=mode)
         self.searcher_name = algorithm  # BACKENDS is looked up by name: instances stay picklable
         self._options = dict(options)
-        self._seed = None if seed is None else int(seed)
-        self._raw_points: list[Mapping[str, Any]] = list(points_to_evaluate or [])
-        self._points_codes: list[list[Encoded]] = []
-        self._space: SearchSpace | None = None
         self._names: list[str] = []
         self._inner: Searcher | None = None
-        self._pending: dict[str, list[Encoded]] = {}
-        self._policy = ResultPolicy()
-        self._warned_unknown = False
-        # Completions accepted (each suggested trial counts once): a resumed experiment checks it.
-        self._n_completed = 0
-        self._stashed_state: dict[str, Any] | None = None
-        if space is not None:
-            self._set_space(space)
+        super().__init__(
+            space=space, metric=metric, mode=mode, points_to_evaluate=points_to_evaluate,
+            seed=seed,
+        )
 
-    # ---- Ray Searcher API, in lifecycle order ----------------------------------------------
-    def set_search_properties(
-        self, metric: str | None, mode: str | None, config: dict[str, Any], **spec: Any
-    ) -> bool:
-        check_metric_mode(metric, mode)
-        if self._inner is None:
-            if metric:
-                self._metric = metric
-            if mode:
-                self._mode = mode
-        if self._space is not None:
-            return False  # Ray's convention: a space given to the constructor wins
-        self._set_space(config)
-        return True
+    # ---- BaseSearcher hooks ----------------------------------------------------------------
+    def _start(self, space: SearchSpace) -> None:
+        self._names = _native_names(space)
 
-    # Ray annotates suggest as Optional[Dict], but its protocol also returns Searcher.FINISHED.
-    def suggest(self, trial_id: str) -> dict[str, Any] | str | None:  # type: ignore[override]
+    def _frozen_metric(self) -> bool:
+        return self._inner is not None  # the library searcher was built with them
+
+    def _propose(self, trial_id: str) -> list[Encoded] | str | None:
         space = self._ready()
-        if trial_id in self._pending:
-            return space.decode(self._pending[trial_id])
         if space.dim == 0:  # the libraries refuse an empty space; one constant config
-            if self._pending:
-                return None
-            return self._admit(trial_id, [])
+            return None if self._pending else []
         suggestion = self._ready_inner().suggest(trial_id)
-        if suggestion is None or suggestion == Searcher.FINISHED:
-            return suggestion
-        return self._admit(trial_id, self._from_native(suggestion))
+        if suggestion is None:
+            return None
+        if suggestion == Searcher.FINISHED:
+            return Searcher.FINISHED
+        return self._from_native(suggestion)
 
     def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
         if trial_id not in self._pending or self._inner is None:
@@ -255,167 +223,45 @@ class WrappedSearcher(Searcher):
                 trial_id, {str(self._metric): float(value), _TRAINING_ITERATION: int(step)}
             )
 
-    def on_trial_complete(
-        self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False
+    def _observe(
+        self, trial_id: str | None, codes: list[Encoded], value: float | None, *,
+        pruned: bool = False,
     ) -> None:
-        if self._pending.pop(trial_id, None) is None:
-            if not self._warned_unknown:
-                self._warned_unknown = True
-                logger.warning(
-                    "%s: ignoring completion of trial %r, which it did not suggest (or already "
-                    "completed); further such trials are ignored silently.",
-                    self.searcher_name,
-                    trial_id,
-                )
-            return
-        self._n_completed += 1
-        space = self._ready()
-        metric, mode = str(self._metric), str(self._mode)
-        value = self._policy.objective(result, metric, mode, error=error)
-        if space.dim == 0:
+        """A dropped result (``value`` None) reaches the library as a failed trial."""
+        if self._ready_space().dim == 0:
             return
         inner = self._ready_inner()
-        if value is None:
+        if trial_id is None:
+            native = self._to_native(codes)
+            if value is None:
+                inner.add_evaluated_point(native, 0.0, error=True)
+            else:
+                inner.add_evaluated_point(native, self._raw(value), pruned=pruned)
+        elif value is None:
             inner.on_trial_complete(trial_id, result=None, error=True)
         else:
-            inner.on_trial_complete(trial_id, result={metric: value * _sign(mode)}, error=False)
+            result = {str(self._metric): self._raw(value)}
+            inner.on_trial_complete(trial_id, result=result, error=False)
 
-    def add_evaluated_point(
-        self,
-        parameters: dict[str, Any],
-        value: float,
-        error: bool = False,
-        pruned: bool = False,
-        intermediate_values: list[float] | None = None,
-    ) -> None:
-        space = self._ready()
-        native = self._to_native(space.encode(parameters))
-        metric, mode = str(self._metric), str(self._mode)
-        imputed = self._policy.objective({metric: value}, metric, mode, error=error)
-        if space.dim == 0:
-            return
-        inner = self._ready_inner()
-        if imputed is None:
-            inner.add_evaluated_point(native, 0.0, error=True)
-        else:
-            inner.add_evaluated_point(native, imputed * _sign(mode), pruned=pruned)
+    def _algorithm_state(self) -> dict[str, Any]:
+        blob = None if self._ready_space().dim == 0 else _searcher_bytes(self._ready_inner())
+        return {"inner": None if blob is None else base64.b64encode(blob).decode("ascii")}
 
-    # ---- state in/out ----------------------------------------------------------------------
-    def get_state(self) -> dict[str, Any]:
-        state: dict[str, Any] = {
-            "version": STATE_VERSION,
-            "searcher": self.searcher_name,
-            "metric": self._metric,
-            "mode": self._mode,
-            "seed": self._seed,
-            "space": None,
-        }
-        if self._space is None:
-            return state
-        inner_blob = None
-        if self._space.dim > 0:
-            inner_blob = _searcher_bytes(self._ready_inner())
-        state.update(
-            space=self._space.fingerprint(),
-            pending=[[tid, codes] for tid, codes in self._pending.items()],
-            policy=self._policy.state(),
-            warned_unknown=self._warned_unknown,
-            n_completed=self._n_completed,
-            inner=None if inner_blob is None else base64.b64encode(inner_blob).decode("ascii"),
-        )
-        return state
-
-    def set_state(self, state: dict[str, Any]) -> None:
-        if not isinstance(state, Mapping) or state.get("version") != STATE_VERSION:
-            raise ValueError(
-                f"unsupported searcher state version; this build reads version {STATE_VERSION}"
-            )
-        if state.get("searcher") != self.searcher_name:
-            raise ValueError(
-                f"state was saved by searcher {state.get('searcher')!r}, not "
-                f"{self.searcher_name!r}; restore it into make_searcher({state.get('searcher')!r})"
-            )
-        self._metric = state.get("metric") or self._metric
-        self._mode = state.get("mode") or self._mode
-        if state.get("space") is None:
-            return
-        if self._space is None:
-            self._stashed_state = dict(state)  # applied once the space is known
-            return
-        self._apply_state(state)
-
-    def save(self, checkpoint_path: str) -> None:
-        atomic_write_json(checkpoint_path, self.get_state())
-
-    def restore(self, checkpoint_path: str) -> None:
-        self.set_state(read_json(checkpoint_path))
-
-    # ---- public helpers --------------------------------------------------------------------
-    @property
-    def space(self) -> SearchSpace | None:
-        return self._space
-
-    @property
-    def pending_trials(self) -> dict[str, dict[str, Any]]:
-        if self._space is None:
-            return {}
-        return {tid: self._space.decode(codes) for tid, codes in self._pending.items()}
-
-    # ---- helpers ---------------------------------------------------------------------------
-    def _set_space(self, space: Mapping[str, Any] | SearchSpace) -> None:
-        converted = space if isinstance(space, SearchSpace) else from_ray(space)
-        self._points_codes = [converted.encode(p) for p in self._raw_points]
-        self._space = converted
-        self._names = _native_names(converted)
-        if self._stashed_state is not None:
-            stashed, self._stashed_state = self._stashed_state, None
-            self._apply_state(stashed)
-
-    def _apply_state(self, state: Mapping[str, Any]) -> None:
-        space = self._ready_space()
-        if state["space"] != space.fingerprint():
-            raise ValueError(
-                "the saved searcher state belongs to a different search space; restore it into a "
-                "searcher built with the same param_space"
-            )
+    def _load_algorithm_state(self, state: Mapping[str, Any]) -> None:
         if state.get("inner") is not None:
             _restore_searcher(self._ready_inner(), base64.b64decode(state["inner"]))
-        self._pending = {str(tid): list(codes) for tid, codes in state["pending"]}
-        self._policy = ResultPolicy.from_state(state["policy"])
-        self._warned_unknown = bool(state.get("warned_unknown", False))
-        self._n_completed = int(state.get("n_completed", 0))
 
-    def _ready_space(self) -> SearchSpace:
-        if self._space is None:
-            raise RuntimeError(
-                f"{self.searcher_name} has no search space: pass space= or call "
-                "set_search_properties(metric, mode, param_space) first"
-            )
-        return self._space
-
-    def _ready(self) -> SearchSpace:
-        space = self._ready_space()
-        if not self._metric or not self._mode:
-            raise RuntimeError(
-                f"{self.searcher_name} needs a metric and a mode: pass metric=/mode= or call "
-                "set_search_properties(metric, mode, param_space)"
-            )
-        return space
-
+    # ---- helpers ---------------------------------------------------------------------------
     def _ready_inner(self) -> Searcher:
         """The library searcher, built on first use (it needs space, metric and mode at once)."""
         if self._inner is None:
             space = self._ready()
-            points = [self._to_native(codes) for codes in self._points_codes]
+            points = [self._to_native(codes) for codes in self._points]
             self._inner = BACKENDS[self.searcher_name].build(
                 space, self._names, str(self._metric), str(self._mode), points, self._seed,
                 dict(self._options),
             )
         return self._inner
-
-    def _admit(self, trial_id: str, codes: list[Encoded]) -> dict[str, Any]:
-        self._pending[trial_id] = codes
-        return self._ready_space().decode(codes)
 
     def _from_native(self, suggestion: Mapping[str, Any]) -> list[Encoded]:
         space = self._ready_space()
@@ -464,10 +310,6 @@ def _is_finite_number(value: Any) -> bool:
         and not isinstance(value, (bool, np.bool_))
         and math.isfinite(float(value))
     )
-
-
-def _sign(mode: str) -> float:
-    return -1.0 if mode == "max" else 1.0
 
 
 def _searcher_bytes(searcher: Searcher) -> bytes:

@@ -16,10 +16,10 @@ from asha_runs import check_asha_cut, run_asha
 from ray import tune
 
 from searchers.genetic import GAOptions, GeneticAlgorithm
-from searchers.population import Lattice, QuasiRandom, reflect
+from searchers.population import QuasiRandom, reflect
 from searchers.pso import ParticleSwarm, PSOOptions
 from searchers.ray_space import from_ray
-from searchers.space import SearchSpace
+from searchers.space import Lattice, SearchSpace
 
 FLOAT_SPACE = from_ray({f"x{i}": tune.uniform(0.0, 1.0) for i in range(4)})
 MIXED_SPACE = from_ray(

@@ -14,8 +14,8 @@ from sklearn.model_selection import ParameterGrid
 
 import searchers
 from searchers import make_searcher
+from searchers.adapters import RandomSearcher
 from searchers.base import BaseSearcher
-from searchers.random_search import RandomSearcher
 from searchers.space import path_name
 
 NAMES = [

@@ -6,7 +6,7 @@
 - `searchers.gp.optimize`: maximizing it over a mixed space;
 - `searchers.gp.core`: `GPEICore`, the ask/tell loop with its options and exact state.
 
-The Ray adapter is `searchers.gp_ei.GPEISearcher` (``make_searcher("gp-ei", seed=...)``).
+The Ray adapter is `searchers.adapters.GPEISearcher` (``make_searcher("gp-ei", seed=...)``).
 """
 
 from __future__ import annotations

@@ -38,8 +38,7 @@ from searchers.gp.model import (
     warp_outputs,
 )
 from searchers.gp.optimize import AcquisitionSettings, maximize_log_ei
-from searchers.population import Lattice
-from searchers.space import SearchSpace
+from searchers.space import Lattice, SearchSpace
 
 __all__ = ["GPEICore", "GPEIOptions"]
 

@@ -32,7 +32,8 @@ from scipy.stats import qmc
 from searchers.gp.acquisition import log_ei, log_ei_with_gradient
 from searchers.gp.kernel import FeatureMap
 from searchers.gp.model import GaussianProcess
-from searchers.population import Lattice, reflect
+from searchers.population import reflect
+from searchers.space import Lattice
 
 __all__ = ["AcquisitionSettings", "maximize_log_ei"]
 
