@@ -63,6 +63,7 @@ from hpt_ray.results import (
 )
 from hpt_ray.schedulers import SafeScheduler, make_scheduler
 from hpt_ray.spaces import to_tune_space, validate_space
+from hpt_ray.tensorboard import HParamsLoggerCallback
 from trainables.data import Dataset, load_data
 from trainables.resources import resources_from_spec
 from trainables.sklearn_trainable import make_sklearn_trainable, n_stages
@@ -616,12 +617,13 @@ def run_experiment(
         location=location if remote else None,
         mirror_files=(RESULTS_FILE, SafeScheduler.STATE_FILE),
     )
-    callbacks: list[Any] = [writer]
+    # Replaces Ray's TensorBoard logger: HParams view with each trial's whole config.
+    callbacks: list[Any] = [writer, HParamsLoggerCallback()]
     if verdict == "autoscaler":
         timeout = PENDING_TIMEOUT_S if pending_timeout_s is None else pending_timeout_s
         callbacks.append(make_pending_timeout(timeout))
     if verbose >= 1:
-        callbacks.append(ProgressPrinter(writer, total=num_samples))
+        callbacks.append(ProgressPrinter(writer, total=num_samples, time_budget_s=time_budget_s))
     write_metadata(
         directory, {**dict(metadata or {}), "metric": metric, "mode": mode, "name": name}
     )
