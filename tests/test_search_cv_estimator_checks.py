@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import pytest
 from sklearn.linear_model import LogisticRegression
-from sklearn.utils.estimator_checks import check_estimator
+from sklearn.utils.estimator_checks import (
+    check_classifiers_train,
+    check_estimator,
+    check_estimators_pickle,
+)
 
 from hpt_ray import TuneSearchCV
 
@@ -24,16 +28,13 @@ def _reraise_interrupts(*, exception=None, **_):
         cause = cause.__cause__ or cause.__context__
 
 
-# About 65 Tune experiments; on a loaded 2-core machine they take far longer than the default.
-@pytest.mark.timeout(2400)
-def test_check_estimator_passes(tmp_path):
-    search = TuneSearchCV(
-        LogisticRegression(), {"C": [0.1, 1.0]}, searcher="grid", cv=2, storage_path=str(tmp_path)
-    )
+# About 65 searches. As a user calls it (no storage_path, FIFO), each runs its trials as Ray tasks;
+# two checks after it run the same estimator on the Tune path.
+@pytest.mark.timeout(1800)
+def test_check_estimator_passes():
+    search = TuneSearchCV(LogisticRegression(), {"C": [0.1, 1.0]}, searcher="grid", cv=2)
     results = check_estimator(search, on_fail=None, callback=_reraise_interrupts)
-    failed = [
-        f"{r['check_name']}: {r['exception']!r}" for r in results if r["status"] == "failed"
-    ]
+    failed = [f"{r['check_name']}: {r['exception']!r}" for r in results if r["status"] == "failed"]
     assert not failed, "\n".join(failed)
     # Only the array-API checks are skipped (no array_api_strict / SCIPY_ARRAY_API here).
     skipped = {r["check_name"] for r in results if r["status"] == "skipped"}
@@ -43,3 +44,13 @@ def test_check_estimator_passes(tmp_path):
         "check_array_api_same_namespace",
     }
     assert sum(r["status"] == "passed" for r in results) >= 50
+
+
+@pytest.mark.parametrize("check", [check_classifiers_train, check_estimators_pickle])
+def test_checks_pass_on_the_tune_path(check, tmp_path):
+    # A storage_path keeps each fit's experiment, so its trials run in a Ray Tune experiment.
+    search = TuneSearchCV(
+        LogisticRegression(), {"C": [0.1, 1.0]}, searcher="grid", cv=2, storage_path=str(tmp_path)
+    )
+    check(type(search).__name__, search)
+    assert any(tmp_path.iterdir())  # the Tune path ran (and kept its experiments)
