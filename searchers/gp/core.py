@@ -48,7 +48,7 @@ _VERSION = 1
 @dataclass(frozen=True)
 class GPEIOptions:
     """Options of `GPEICore` (defaults measured with ``scripts/bench_searchers.py`` and
-    ``scripts/bench_gp_speed.py``).
+    ``scripts/bench_gp_speed.py``; the figures: BENCHMARKS.md, "gp-ei design measurements").
 
     n_initial: Sobol points before the GP takes over (points told from elsewhere and points in
         flight count); None: ``min(max(5, dim + 1), 10)``.
@@ -63,15 +63,12 @@ class GPEIOptions:
     restart_every: every this many fits, L-BFGS-B also starts from the prior median (not only
         from the last optimum), to leave a poor basin.
     fit_maxiter: L-BFGS-B iterations per hyperparameter start.
-    late_fit_maxiter: iterations of the (warm-start only) refits past ``refit_every_until``: a
-        refit on 300 points costs ~10 ms per iteration on one core, and with 50 iterations and two
-        starts it set the p95 suggest time at 500 observations (0.54 s, `bench_gp_speed.py`).
+    late_fit_maxiter: iterations of the (warm-start only) refits past ``refit_every_until``; few,
+        as late refits set the p95 suggest time at 500 observations.
     n_sobol: space-filling candidates per ask (rounded to a power of 2).
     n_local: candidates perturbed around the ``n_best_local`` best observations, with Gaussian
         steps of a standard deviation drawn from ``local_scales`` (unit coordinates). Small
-        scales (down to 0.005) exploit the incumbent late in a budget: (0.1, 0.02, 0.005) beat
-        (0.2, 0.05, 0.01) on the benchmark (mean normalized regret at 50 evaluations 0.29 vs 0.34,
-        4 seeds; rastrigin4 and mixed-train gained most).
+        scales (down to 0.005) exploit the incumbent late in a budget.
     n_refine: best candidates refined by L-BFGS-B (``acq_maxiter`` iterations) and discrete moves
         (``discrete_rounds`` greedy rounds).
     lengthscale_mu0, lengthscale_sigma, lengthscale_spread: the log length scale prior
@@ -85,13 +82,8 @@ class GPEIOptions:
         squared error over that of the prior mean) at or below which the ask is the next Sobol
         point instead of the EI maximizer; None: always EI. 0, the default, asks for no tuned
         number: a model that predicts held-out observations no better than its prior mean has
-        learned nothing, and its EI is noise. On a flat landscape seen through noise
-        (hartmann6-noisy) the fit explained the data with length scales at their 1e-3 bound
-        (white noise) and re-sampled two points for 40 evaluations in 3 of 20 seeds, ending
-        worse than random search (-0.41 / -0.13 / -0.58, optimum -3.32); with the check those
-        seeds end at -3.24 / -2.78 / -1.62, and the mean normalized regret at 50 evaluations over
-        20 seeds fell from 0.25 to 0.22 (scripts/bench_searchers.py; 0.1: 0.24, 0.2: 0.25).
-        Healthy runs pass the check from the first fits on.
+        learned nothing, and its EI is noise (on hartmann6-noisy a white-noise fit re-sampled two
+        points for 40 evaluations). Healthy runs pass the check from the first fits on.
     """
 
     n_initial: int | None = None

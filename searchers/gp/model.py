@@ -6,34 +6,24 @@ Notation:
     theta: (dim + 2,) = [log l_1 .. log l_dim, log signal variance, log noise variance].
 
 The model is a zero-mean GP on z with a Matérn-5/2 ARD kernel plus Gaussian noise. Choices, and
-why:
+why (the measurements behind them: BENCHMARKS.md, "gp-ei design measurements"):
 - outputs are warped before standardization (`warp_outputs`): robust (median / IQR) centring,
   then a Yeo-Johnson transform with its lambda clipped to [-2, 1]. Imputed failures, heavy tails
   and diverging trials otherwise stretch the standardized scale so far that the good region
   looks flat (the reason HEBO, Cowen-Rivers et al. 2022, warps outputs; Optuna's GPSampler only
-  standardizes). lambda <= 1 only ever compresses the upper (bad) tail; a lambda > 1 would
-  compress the good tail of a minimization and make the best points look less exceptional
-  (hartmann6's long lower tail: median regret at 50 evaluations 0.80 -> 0.36 over 4 seeds);
+  standardizes). lambda <= 1 only ever compresses the upper (bad) tail, never the good one;
 - log priors (MAP, not ML): log length scales are Gaussian around mu0 + log(dim) / 2, which
   scales the typical length scale with sqrt(dim) as Hvarfner et al. (ICML 2024, "Vanilla Bayesian
   optimization performs great in high dimensions") do, so the prior function complexity does not
-  grow with the dimension, but with mu0 = 0 instead of their sqrt2 (median length scale 2.4 in
-  6-d instead of 10): with theirs EI chased the corners of the cube on ackley10 and hartmann6.
+  grow with the dimension, but with mu0 = 0 instead of their sqrt2 (theirs chased the corners).
   The prior is hierarchical: a shared offset N(0, 1) plus per-dimension deviations
   N(0, 0.5^2), so the dim length scales are shrunk toward a common value that the data choose
-  freely, and ARD separates them only when the data support it. With ~40 points, independent
-  per-dimension priors let ARD overfit (a dimension gets a short length scale from a few
-  points, and EI then chases it): the shrinkage took the mean normalized regret at 50
-  evaluations (`scripts/bench_searchers.py` problems, 5 seeds) from 0.29 to 0.22 sequentially
-  and from 0.42 to 0.27 with 4 pending (ackley10 0.72 -> 0.42, hartmann6-noisy 0.20 -> 0.03),
-  while widening (mu0 0.7, or Hvarfner's prior) or narrowing (mu0 -0.5) the independent prior
-  was worse (0.35 to 0.48).
+  freely, and ARD separates them only when the data support it (independent priors let ARD
+  overfit ~40 points).
   A Gamma(1.1, 300) noise-variance prior (mean 0.004 of the standardized variance) favours small
   noise, with a floor of 1e-6 as a bound: with Optuna's rate 30 a deterministic objective was
-  often explained as noise (fitted 0.07), which flattens EI next to the incumbent; rate 300 took
-  the mean normalized regret at 50 evaluations from 0.51 to 0.34 (``scripts/bench_searchers.py``
-  problems, 4 seeds, sequential; every problem better, hartmann6-noisy included), and 1000 hurt
-  the noisy problem. LogNormal(0, 1) on the signal variance of standardized outputs;
+  often explained as noise, which flattens EI next to the incumbent. LogNormal(0, 1) on the
+  signal variance of standardized outputs;
 - L-BFGS-B in log space from a warm start (the last optimum) and, when due, the prior's median:
   the warm start makes a refit cheap when one observation was added, the second start escapes a
   bad basin;
