@@ -10,9 +10,15 @@
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+# The version is written once, in pyproject.toml's [project] table; the installed metadata
+# carries it here. A source tree on PYTHONPATH without `pip install -e .` has no metadata.
+try:
+    __version__ = importlib.metadata.version("hpt_ray")
+except importlib.metadata.PackageNotFoundError:
+    __version__ = "0+unknown"
 
 # Imported on first use, so `hpt-ray --help` and `import hpt_ray` stay fast (Ray and scikit-learn
 # take seconds to import).

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from hpt_ray import __version__
 from hpt_ray.cluster import InfeasibleResourcesError
 
 # The experiment file as run (with the command line's overrides), kept in the experiment's
@@ -37,6 +38,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hpt-ray", description="Hyperparameter tuning on Ray Tune.", epilog=EPILOG
     )
+    parser.add_argument("--version", action="version", version=f"hpt-ray {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     run = sub.add_parser(
