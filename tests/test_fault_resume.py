@@ -24,8 +24,10 @@ pytestmark = [pytest.mark.slow, pytest.mark.fault]
 
 ROOT = Path(__file__).resolve().parents[1]
 HPT_RAY = str(Path(sys.executable).parent / "hpt-ray")
-NUM_SAMPLES = 16
-SEARCHERS = [n for n in ("gp-ei", "pso", "genetic", "optuna-tpe") if n in searchers.available()]
+NUM_SAMPLES = 10
+# One of our cores and one wrapped library: the searcher-specific part (its state, restored in a
+# fresh process with trials pending) runs for every registered searcher in the conformance suite.
+SEARCHERS = [n for n in ("gp-ei", "optuna-tpe") if n in searchers.available()]
 
 
 def _experiment(tmp_path: Path, searcher: str) -> Path:
@@ -37,7 +39,7 @@ def _experiment(tmp_path: Path, searcher: str) -> Path:
         "scheduler_options": {"grace_period": 2},
         "num_samples": NUM_SAMPLES,
         "max_concurrent": 2,
-        "epochs": 15,
+        "epochs": 10,
         "seed": 0,
         "space": {
             "lr": {"loguniform": [1e-3, 1e-1]},
