@@ -259,8 +259,8 @@ class SafeScheduler(TrialScheduler):
         self.inner.restore(checkpoint_path)
 
     def _save_state(self, *, force: bool) -> None:
-        if self._state_dir is None:
-            return
+        if self._state_dir is None or type(self.inner) is FIFOScheduler:
+            return  # FIFO keeps no state worth a file write per finished trial
         now = time.monotonic()
         if not force and now - self._last_save < 1.0:
             return
