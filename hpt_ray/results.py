@@ -287,9 +287,7 @@ def _parse_log(text: str, *, source: str) -> dict[str, _TrialRecord]:
             continue
         if entry.get("event") == "order":
             rank = {str(t): i for i, t in enumerate(entry["trial_ids"])}
-            records = dict(
-                sorted(records.items(), key=lambda item: rank.get(item[0], len(rank)))
-            )
+            records = dict(sorted(records.items(), key=lambda item: rank.get(item[0], len(rank))))
             continue
         trial_id = str(entry["trial_id"])
         config = _unpickle_config(entry["config"]) if "config" in entry else None

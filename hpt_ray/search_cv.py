@@ -25,9 +25,10 @@ RandomizedSearchCV with a smarter proposal.
 The scheduler defaults to "fifo": every trial is one plain ``fit`` per fold, scored exactly as
 scikit-learn scores it, and runs as a plain Ray task on Ray's pooled workers (`run_on_tasks`:
 no per-trial actor to start, so a small search with Ray up costs about what GridSearchCV's
-does); with a ``storage_path`` the trials run in a Ray Tune experiment kept there. Pass ``scheduler="asha"`` (or another early-stopping scheduler) to stage
-iterative estimators (``warm_start``/``partial_fit``, see ``trainables.sklearn_trainable``) and
-cut poor ones early; their scores in ``cv_results_`` are then the last stage they reached.
+does); with a ``storage_path`` the trials run in a Ray Tune experiment kept there. Pass
+``scheduler="asha"`` (or another early-stopping scheduler) to stage iterative estimators
+(``warm_start``/``partial_fit``, see ``trainables.sklearn_trainable``) and cut poor ones early;
+their scores in ``cv_results_`` are then the last stage they reached.
 
 Nothing is written to the working directory: without ``storage_path`` the Ray experiment lives in
 a temporary directory removed after ``fit``; with one, each fit gets its own new run directory

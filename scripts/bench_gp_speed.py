@@ -66,8 +66,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", nargs="+", type=int, default=list(SIZES))
     parser.add_argument("--steps", type=int, default=40, help="timed suggests per size")
-    parser.add_argument("--optuna-max", type=int, default=200,
-                        help="largest size optuna-gp is timed at")
+    parser.add_argument(
+        "--optuna-max", type=int, default=200, help="largest size optuna-gp is timed at"
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     logging.getLogger("optuna").setLevel(logging.WARNING)
@@ -89,9 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 continue
             time_suggests(name, 10, 2, args.seed)  # warm imports and caches
             ms = 1e3 * time_suggests(name, n, args.steps, args.seed)
-            cells.append(
-                f"{np.median(ms):.0f} / {np.percentile(ms, 95):.0f} / {np.max(ms):.0f}"
-            )
+            cells.append(f"{np.median(ms):.0f} / {np.percentile(ms, 95):.0f} / {np.max(ms):.0f}")
             print(f"{name} n={n}: {cells[-1]} ms", file=sys.stderr, flush=True)
         rows.append(cells)
     print(f"\nSuggest time, ms (p50 / p95 / max over {args.steps} steps), 6-d, one thread\n")

@@ -198,13 +198,20 @@ def _michalewicz_argmin(d: int) -> tuple[float, ...]:
     grid = np.linspace(0.0, math.pi, 200_001)  # (G,)
     out = []
     for i in range(1, d + 1):
+
         def term(t: float, i: int = i) -> float:
             return -math.sin(t) * math.sin(i * t * t / math.pi) ** 20
+
         values = -np.sin(grid) * np.sin(i * grid**2 / math.pi) ** 20  # (G,)
         k = int(np.argmin(values))
         lo, hi = grid[max(k - 1, 0)], grid[min(k + 1, grid.size - 1)]
-        out.append(float(scipy.optimize.minimize_scalar(term, bounds=(lo, hi), method="bounded",
-                                                         options={"xatol": 1e-12}).x))
+        out.append(
+            float(
+                scipy.optimize.minimize_scalar(
+                    term, bounds=(lo, hi), method="bounded", options={"xatol": 1e-12}
+                ).x
+            )
+        )
     return tuple(out)
 
 
@@ -344,17 +351,21 @@ _STYBLINSKI_X = -2.903534027771177  # the root of 4 x^3 - 32 x + 5 = 0 near -2.9
 _HOLDOUT_LIST = [
     _vector_problem("rosenbrock6", rosenbrock, [(-5.0, 10.0)] * 6, 0.0, (1.0,) * 6),
     _vector_problem("levy8", levy, [(-10.0, 10.0)] * 8, 0.0, (1.0,) * 8),
+    _vector_problem("levy8-noisy", levy, [(-10.0, 10.0)] * 8, 0.0, (1.0,) * 8, noise_sd=2.0),
     _vector_problem(
-        "levy8-noisy", levy, [(-10.0, 10.0)] * 8, 0.0, (1.0,) * 8, noise_sd=2.0
-    ),
-    _vector_problem(
-        "styblinski8", styblinski_tang, [(-5.0, 5.0)] * 8,
-        styblinski_tang(np.full(8, _STYBLINSKI_X)), (_STYBLINSKI_X,) * 8,
+        "styblinski8",
+        styblinski_tang,
+        [(-5.0, 5.0)] * 8,
+        styblinski_tang(np.full(8, _STYBLINSKI_X)),
+        (_STYBLINSKI_X,) * 8,
     ),
     _vector_problem("griewank8", griewank, [(-50.0, 60.0)] * 8, 0.0, (0.0,) * 8),
     _vector_problem(
-        "michalewicz5", michalewicz, [(0.0, math.pi)] * 5,
-        michalewicz(np.array(_MICHALEWICZ5_ARGMIN)), _MICHALEWICZ5_ARGMIN,
+        "michalewicz5",
+        michalewicz,
+        [(0.0, math.pi)] * 5,
+        michalewicz(np.array(_MICHALEWICZ5_ARGMIN)),
+        _MICHALEWICZ5_ARGMIN,
     ),
     _vector_problem("sphere20", shifted_sphere, [(-1.0, 1.0)] * 20, 0.0, (0.3,) * 20),
 ]

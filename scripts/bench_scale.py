@@ -183,7 +183,11 @@ def main() -> None:
             overhead(args.trials, args.reports, args.repeats, Path(tmp) / "overhead")
         if not args.skip_asha:
             asha_vs_fifo(
-                args.asha_trials, args.epochs, args.grace, args.eta, args.asha_seeds,
+                args.asha_trials,
+                args.epochs,
+                args.grace,
+                args.eta,
+                args.asha_seeds,
                 Path(tmp) / "asha",
             )
 

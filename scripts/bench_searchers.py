@@ -99,8 +99,14 @@ _THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 # Windows of "observations completed" for the suggest-time-by-observations table.
 _OBS_WINDOWS = ((0, 10), (10, 25), (25, 50), (50, 75), (75, 100), (100, 200), (200, 10**9))
 _WARM_IMPORTS = (
-    "torch", "optuna._gp.gp", "optuna._gp.acqf", "optuna._gp.optim_mixed", "hyperopt.tpe",
-    "bayes_opt", "nevergrad", "cmaes",
+    "torch",
+    "optuna._gp.gp",
+    "optuna._gp.acqf",
+    "optuna._gp.optim_mixed",
+    "hyperopt.tpe",
+    "bayes_opt",
+    "nevergrad",
+    "cmaes",
 )
 
 
@@ -807,10 +813,27 @@ def _versions() -> str:
 
 def write_csv(report: BenchReport, path: Path) -> None:
     columns = [
-        "searcher", "problem", "pending", "seed", "budget", "status", "evaluations", "regret",
-        "normalized_regret", "random_median_regret", "incumbent_value", "optimum",
-        "suggest_calls", "suggest_none", "duplicates", "suggest_p50_ms", "suggest_p95_ms",
-        "suggest_total_s", "complete_total_s", "wall_s", "reason",
+        "searcher",
+        "problem",
+        "pending",
+        "seed",
+        "budget",
+        "status",
+        "evaluations",
+        "regret",
+        "normalized_regret",
+        "random_median_regret",
+        "incumbent_value",
+        "optimum",
+        "suggest_calls",
+        "suggest_none",
+        "duplicates",
+        "suggest_p50_ms",
+        "suggest_p95_ms",
+        "suggest_total_s",
+        "complete_total_s",
+        "wall_s",
+        "reason",
     ]
     with path.open("w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=columns)
@@ -824,19 +847,33 @@ def write_csv(report: BenchReport, path: Path) -> None:
                 value = _value_at(t, b)
                 ref = report.reference[(t["problem"], t["pending"], b)]
                 regret = None if value is None else value - optimum
-                writer.writerow({
-                    "searcher": t["searcher"], "problem": t["problem"],
-                    "pending": t["pending"], "seed": t["seed"], "budget": b,
-                    "status": t["status"], "evaluations": min(b, len(t["incumbent_value"])),
-                    "regret": regret,
-                    "normalized_regret": None if regret is None or ref is None else regret / ref,
-                    "random_median_regret": ref, "incumbent_value": value, "optimum": optimum,
-                    "suggest_calls": len(t["suggest_s"]), "suggest_none": t["suggest_none"],
-                    "duplicates": t["duplicates"], "suggest_p50_ms": _ms(seconds, 50),
-                    "suggest_p95_ms": _ms(seconds, 95), "suggest_total_s": float(seconds.sum()),
-                    "complete_total_s": t["complete_s"], "wall_s": t["wall_s"],
-                    "reason": t["reason"] or "",
-                })
+                writer.writerow(
+                    {
+                        "searcher": t["searcher"],
+                        "problem": t["problem"],
+                        "pending": t["pending"],
+                        "seed": t["seed"],
+                        "budget": b,
+                        "status": t["status"],
+                        "evaluations": min(b, len(t["incumbent_value"])),
+                        "regret": regret,
+                        "normalized_regret": None
+                        if regret is None or ref is None
+                        else regret / ref,
+                        "random_median_regret": ref,
+                        "incumbent_value": value,
+                        "optimum": optimum,
+                        "suggest_calls": len(t["suggest_s"]),
+                        "suggest_none": t["suggest_none"],
+                        "duplicates": t["duplicates"],
+                        "suggest_p50_ms": _ms(seconds, 50),
+                        "suggest_p95_ms": _ms(seconds, 95),
+                        "suggest_total_s": float(seconds.sum()),
+                        "complete_total_s": t["complete_s"],
+                        "wall_s": t["wall_s"],
+                        "reason": t["reason"] or "",
+                    }
+                )
 
 
 def write_plots(
@@ -868,17 +905,23 @@ def write_plots(
             for j, k in enumerate(opts.pending):
                 ref = report.reference[(p, k, opts.budget)]
                 runs = [
-                    t for t in report.traces
-                    if t["searcher"] == s and t["problem"] == p and t["pending"] == k
-                    and t["status"] not in ("n/a", "error") and t["incumbent_value"]
+                    t
+                    for t in report.traces
+                    if t["searcher"] == s
+                    and t["problem"] == p
+                    and t["pending"] == k
+                    and t["status"] not in ("n/a", "error")
+                    and t["incumbent_value"]
                 ]
                 if ref is None or not runs:
                     continue
                 curves = np.array([_padded(t["incumbent_value"], opts.budget) for t in runs])
                 median = (np.median(curves, axis=0) - optimum) / ref  # (budget,)
                 ax.plot(
-                    np.arange(1, opts.budget + 1), np.maximum(median, 1e-12),
-                    color=colors[i % len(colors)], linestyle=styles[j % len(styles)],
+                    np.arange(1, opts.budget + 1),
+                    np.maximum(median, 1e-12),
+                    color=colors[i % len(colors)],
+                    linestyle=styles[j % len(styles)],
                     label=f"{s} k={k}",
                 )
         ax.set_yscale("log")
@@ -909,13 +952,19 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--searchers", nargs="+", help="names (default: all registered + anchors)")
     parser.add_argument(
-        "--problems", nargs="+", default=list(MAIN), choices=list(PROBLEMS),
+        "--problems",
+        nargs="+",
+        default=list(MAIN),
+        choices=list(PROBLEMS),
         help=f"default: {' '.join(MAIN)}; robustness set: {' '.join(HOLDOUT)}",
     )
     parser.add_argument("--seeds", type=int, default=10, help="runs per cell (default 10)")
     parser.add_argument("--budget", type=int, default=100, help="evaluations per run")
     parser.add_argument(
-        "--report-at", nargs="+", type=int, default=[],
+        "--report-at",
+        nargs="+",
+        type=int,
+        default=[],
         help="budgets to score (default: half the budget and the budget)",
     )
     parser.add_argument("--pending", nargs="+", type=int, default=[1, 4], help="k trials pending")

@@ -93,7 +93,10 @@ class CoreSearcher(BaseSearcher):
         self._core: SearchCore | None = None
         self._fallback_rng: np.random.Generator | None = None
         super().__init__(
-            space=space, metric=metric, mode=mode, points_to_evaluate=points_to_evaluate,
+            space=space,
+            metric=metric,
+            mode=mode,
+            points_to_evaluate=points_to_evaluate,
             seed=seed,
         )
 
@@ -125,7 +128,11 @@ class CoreSearcher(BaseSearcher):
         return codes_or_none
 
     def _observe(
-        self, trial_id: str | None, codes: list[Encoded], value: float | None, *,
+        self,
+        trial_id: str | None,
+        codes: list[Encoded],
+        value: float | None,
+        *,
         pruned: bool = False,
     ) -> None:
         """The core is told every kept value (``pruned`` ones count as final)."""

@@ -183,7 +183,11 @@ class BaseSearcher(Searcher):
         raise NotImplementedError
 
     def _observe(
-        self, trial_id: str | None, codes: list[Encoded], value: float | None, *,
+        self,
+        trial_id: str | None,
+        codes: list[Encoded],
+        value: float | None,
+        *,
         pruned: bool = False,
     ) -> None:
         raise NotImplementedError

@@ -276,8 +276,11 @@ class GeneticAlgorithm:
         """Steady-state replacement: a new member while the population is not full, else the
         worst member is replaced when the newcomer beats it. A point already a member keeps
         its better value."""
-        same = np.flatnonzero(np.max(np.abs(self._pop_x - u), axis=1) <= 1e-9) if len(
-            self._pop_f) else np.zeros(0, dtype=int)
+        same = (
+            np.flatnonzero(np.max(np.abs(self._pop_x - u), axis=1) <= 1e-9)
+            if len(self._pop_f)
+            else np.zeros(0, dtype=int)
+        )
         if len(same):
             i = int(same[0])
             self._pop_f[i] = min(self._pop_f[i], value)

@@ -39,8 +39,12 @@ class GridCore:
     """Enumerates the product of each dimension's unit levels, last dimension fastest."""
 
     def __init__(
-        self, space: SearchSpace, *, rng: np.random.Generator | None = None,
-        options: GridOptions = GridOptions(), position: int = 0,
+        self,
+        space: SearchSpace,
+        *,
+        rng: np.random.Generator | None = None,
+        options: GridOptions = GridOptions(),
+        position: int = 0,
     ) -> None:
         self._levels: list[np.ndarray] = []
         for d, param in enumerate(space.params):

@@ -125,13 +125,16 @@ def reflect(x: np.ndarray) -> np.ndarray:
 
 def array_to_json(a: np.ndarray) -> list[Any]:
     """A float array as nested lists, with +inf (an unset best value) written as None."""
-    return [None if isinstance(v, float) and math.isinf(v) else v for v in a.tolist()] if (
-        a.ndim == 1
-    ) else [array_to_json(row) for row in a]
+    return (
+        [None if isinstance(v, float) and math.isinf(v) else v for v in a.tolist()]
+        if (a.ndim == 1)
+        else [array_to_json(row) for row in a]
+    )
 
 
 def array_from_json(data: list[Any]) -> np.ndarray:
     """Inverse of `array_to_json`."""
+
     def conv(v: Any) -> Any:
         if isinstance(v, list):
             return [conv(w) for w in v]

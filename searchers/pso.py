@@ -86,15 +86,23 @@ class PSOOptions:
     def __post_init__(self) -> None:
         for name in ("n_particles", "stagnation"):
             value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int)
-                                      or value < 2):
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int) or value < 2
+            ):
                 raise ValueError(f"{name} must be an int >= 2 or None, got {value!r}")
         for name in ("local_successes", "local_failures"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be an int >= 1, got {value!r}")
-        for name in ("chi", "c_cognitive", "c_social", "v_max", "local_radius",
-                     "local_min_radius", "local_max_radius"):
+        for name in (
+            "chi",
+            "c_cognitive",
+            "c_social",
+            "v_max",
+            "local_radius",
+            "local_min_radius",
+            "local_max_radius",
+        ):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
                 raise ValueError(f"{name} must be a positive number, got {value!r}")

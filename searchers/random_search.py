@@ -29,7 +29,10 @@ class RandomCore:
     """Draws u ~ U[0, 1]^dim; ``tell`` is a no-op."""
 
     def __init__(
-        self, space: SearchSpace, *, rng: np.random.Generator,
+        self,
+        space: SearchSpace,
+        *,
+        rng: np.random.Generator,
         options: RandomOptions = RandomOptions(),
     ) -> None:
         self._dim = space.dim

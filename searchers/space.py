@@ -440,8 +440,10 @@ class Lattice:
         # Step of one value, in unit coordinates: a mutation smaller than this on a discrete
         # dimension changes nothing, so steps are floored at it (continuous: 0).
         self.min_step = np.array(
-            [0.0 if lv is None or len(lv) < 2 else float(np.min(np.diff(lv)))
-             for lv in self.levels]
+            [
+                0.0 if lv is None or len(lv) < 2 else float(np.min(np.diff(lv)))
+                for lv in self.levels
+            ]
         )  # (dim,)
 
     def snap(self, u: np.ndarray) -> np.ndarray:

@@ -118,7 +118,11 @@ def space_for(name: str) -> dict[str, Any]:
 
 
 def build(
-    name: str, options: Options | None = None, *, seed: int = 0, mode: str = "min",
+    name: str,
+    options: Options | None = None,
+    *,
+    seed: int = 0,
+    mode: str = "min",
     space: dict[str, Any] | None = None,
 ) -> Searcher:
     """``make_searcher(name, seed=seed, **options)`` with its search properties set."""
@@ -128,13 +132,18 @@ def build(
 
 
 def objective(config: dict[str, Any]) -> float:
-    return float(config["ri"]) + 0.1 * float(config["qri"]) + (
-        0.0 if config["nested"]["act"] == "relu" else 0.5
+    return (
+        float(config["ri"])
+        + 0.1 * float(config["qri"])
+        + (0.0 if config["nested"]["act"] == "relu" else 0.5)
     )
 
 
 def run(
-    searcher: Searcher, n: int, *, prefix: str = "t",
+    searcher: Searcher,
+    n: int,
+    *,
+    prefix: str = "t",
     results: Callable[[int, dict[str, Any]], Any] | None = None,
 ) -> list[Any]:
     """Suggest and complete ``n`` trials one at a time; returns the suggestions (a non-config

@@ -71,8 +71,13 @@ def _hyperopt_options() -> frozenset[str]:
 
 
 def _build_hyperopt(
-    space: SearchSpace, names: list[str], metric: str, mode: str,
-    points: list[dict[str, Any]], seed: int | None, options: dict[str, Any],
+    space: SearchSpace,
+    names: list[str],
+    metric: str,
+    mode: str,
+    points: list[dict[str, Any]],
+    seed: int | None,
+    options: dict[str, Any],
 ) -> Searcher:
     from hyperopt import hp
     from hyperopt.pyll import scope
@@ -116,8 +121,13 @@ def _optuna_options(sampler_name: str) -> Callable[[], frozenset[str]]:
 
 def _optuna_builder(sampler_name: str) -> Callable[..., Searcher]:
     def build(
-        space: SearchSpace, names: list[str], metric: str, mode: str,
-        points: list[dict[str, Any]], seed: int | None, options: dict[str, Any],
+        space: SearchSpace,
+        names: list[str],
+        metric: str,
+        mode: str,
+        points: list[dict[str, Any]],
+        seed: int | None,
+        options: dict[str, Any],
     ) -> Searcher:
         import optuna
         from ray.tune.search.optuna import OptunaSearch
@@ -137,7 +147,10 @@ def _optuna_builder(sampler_name: str) -> Callable[..., Searcher]:
                 native[name] = optuna.distributions.IntDistribution(k_lo, k_hi, log=param.log)
         sampler = getattr(optuna.samplers, sampler_name)(seed=seed, **options)
         return OptunaSearch(
-            space=native, metric=metric, mode=mode, points_to_evaluate=points or None,
+            space=native,
+            metric=metric,
+            mode=mode,
+            points_to_evaluate=points or None,
             sampler=sampler,
         )
 
@@ -146,12 +159,13 @@ def _optuna_builder(sampler_name: str) -> Callable[..., Searcher]:
 
 BACKENDS: dict[str, _Backend] = {
     "hyperopt-tpe": _Backend("hyperopt-tpe", _hyperopt_options, _build_hyperopt),
-    "optuna-tpe": _Backend("optuna-tpe", _optuna_options("TPESampler"), _optuna_builder(
-        "TPESampler")),
-    "optuna-gp": _Backend("optuna-gp", _optuna_options("GPSampler"), _optuna_builder(
-        "GPSampler")),
-    "optuna-cmaes": _Backend("optuna-cmaes", _optuna_options("CmaEsSampler"), _optuna_builder(
-        "CmaEsSampler")),
+    "optuna-tpe": _Backend(
+        "optuna-tpe", _optuna_options("TPESampler"), _optuna_builder("TPESampler")
+    ),
+    "optuna-gp": _Backend("optuna-gp", _optuna_options("GPSampler"), _optuna_builder("GPSampler")),
+    "optuna-cmaes": _Backend(
+        "optuna-cmaes", _optuna_options("CmaEsSampler"), _optuna_builder("CmaEsSampler")
+    ),
 }
 
 
@@ -190,7 +204,10 @@ class WrappedSearcher(BaseSearcher):
         self._names: list[str] = []
         self._inner: Searcher | None = None
         super().__init__(
-            space=space, metric=metric, mode=mode, points_to_evaluate=points_to_evaluate,
+            space=space,
+            metric=metric,
+            mode=mode,
+            points_to_evaluate=points_to_evaluate,
             seed=seed,
         )
 
@@ -224,7 +241,11 @@ class WrappedSearcher(BaseSearcher):
             )
 
     def _observe(
-        self, trial_id: str | None, codes: list[Encoded], value: float | None, *,
+        self,
+        trial_id: str | None,
+        codes: list[Encoded],
+        value: float | None,
+        *,
         pruned: bool = False,
     ) -> None:
         """A dropped result (``value`` None) reaches the library as a failed trial."""
@@ -258,7 +279,12 @@ class WrappedSearcher(BaseSearcher):
             space = self._ready()
             points = [self._to_native(codes) for codes in self._points]
             self._inner = BACKENDS[self.searcher_name].build(
-                space, self._names, str(self._metric), str(self._mode), points, self._seed,
+                space,
+                self._names,
+                str(self._metric),
+                str(self._mode),
+                points,
+                self._seed,
                 dict(self._options),
             )
         return self._inner

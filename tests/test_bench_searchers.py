@@ -104,12 +104,18 @@ def test_benchmark_smoke(tmp_path: Path) -> None:
 def test_searcher_variants_run_side_by_side_and_bad_options_fail_early(tmp_path: Path) -> None:
     assert bench_searchers.split_variant("gp-ei") == ("gp-ei", {})
     assert bench_searchers.split_variant("gp-ei:min_loo_skill=null,local_scales=[0.1],x=a") == (
-        "gp-ei", {"min_loo_skill": None, "local_scales": [0.1], "x": "a"}
+        "gp-ei",
+        {"min_loo_skill": None, "local_scales": [0.1], "x": "a"},
     )
     variant = "pso:n_particles=4,v_max=0.5"
     options = bench_searchers.BenchOptions(
-        searchers=("random", "pso", variant), problems=("branin",), seeds=1, budget=12,
-        pending=(1,), out=tmp_path, plots=False,
+        searchers=("random", "pso", variant),
+        problems=("branin",),
+        seeds=1,
+        budget=12,
+        pending=(1,),
+        out=tmp_path,
+        plots=False,
     )
     report = bench_searchers.run_benchmark(options)
     runs = {t["searcher"]: t for t in report.traces}
@@ -117,7 +123,11 @@ def test_searcher_variants_run_side_by_side_and_bad_options_fail_early(tmp_path:
     assert runs[variant]["incumbent_value"] != runs["pso"]["incumbent_value"]  # options applied
     assert f"| {variant} | " in report.table
 
-    for bad, match in [("gp-ei:bogus=1", "bogus"), ("gp-ei:min_loo_skill=2", "min_loo_skill"),
-                       ("gp-ei:noequals", "key=value"), ("nope:a=1", "unknown searcher")]:
+    for bad, match in [
+        ("gp-ei:bogus=1", "bogus"),
+        ("gp-ei:min_loo_skill=2", "min_loo_skill"),
+        ("gp-ei:noequals", "key=value"),
+        ("nope:a=1", "unknown searcher"),
+    ]:
         with pytest.raises(ValueError, match=match):
             bench_searchers.BenchOptions(searchers=(bad,), problems=("branin",), out=tmp_path)

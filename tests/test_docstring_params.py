@@ -165,8 +165,13 @@ def test_known_undocumented_only_shrinks():
 def test_the_check_reads_the_whole_api():
     # Guards the discovery: the main entry points are seen with their parameters.
     checked = dict(_checked())
-    for name in ("hpt_ray.tune_model", "hpt_ray.TuneSearchCV", "searchers.make_searcher",
-                 "trainables.make_torch_trainable", "hpt_ray.TuneResult.best_model"):
+    for name in (
+        "hpt_ray.tune_model",
+        "hpt_ray.TuneSearchCV",
+        "searchers.make_searcher",
+        "trainables.make_torch_trainable",
+        "hpt_ray.TuneResult.best_model",
+    ):
         assert name in checked, name
     tune_model_params = set(inspect.signature(hpt_ray.tune_model).parameters)
     documented = documented_names(inspect.getdoc(hpt_ray.tune_model) or "", PARAMETER_SECTIONS)

@@ -138,6 +138,5 @@ def named(message: str, names: list[str]) -> list[str]:
     return [
         n
         for n in names
-        if repr(n) in message
-        or (n and re.search(rf"(?<![\w]){re.escape(n)}(?![\w])", message))
+        if repr(n) in message or (n and re.search(rf"(?<![\w]){re.escape(n)}(?![\w])", message))
     ]

@@ -84,8 +84,9 @@ def test_log_ei_matches_naive_where_finite() -> None:
     naive = _naive_ei(mean, sigma, 0.0)
     ok = naive > 1e-300
     assert ok.sum() > 3500
-    np.testing.assert_allclose(log_ei(mean, sigma**2, 0.0)[ok], np.log(naive[ok]), rtol=1e-9,
-                               atol=1e-9)
+    np.testing.assert_allclose(
+        log_ei(mean, sigma**2, 0.0)[ok], np.log(naive[ok]), rtol=1e-9, atol=1e-9
+    )
 
 
 def test_log_ei_finite_and_monotone_where_naive_underflows() -> None:
@@ -143,8 +144,9 @@ def test_marginal_likelihood_gradient_matches_finite_differences(spread: float) 
         return log_posterior(t, X, z, fmap, prior)[0]
 
     numeric = scipy.optimize.approx_fprime(theta, value, 1e-6)
-    np.testing.assert_allclose(log_posterior(theta, X, z, fmap, prior)[1], numeric, rtol=1e-4,
-                               atol=1e-4)
+    np.testing.assert_allclose(
+        log_posterior(theta, X, z, fmap, prior)[1], numeric, rtol=1e-4, atol=1e-4
+    )
 
 
 def test_cholesky_jitter_escalation() -> None:
@@ -179,9 +181,9 @@ def test_hierarchical_length_scale_prior_matches_its_gaussian() -> None:
     a, b = (np.concatenate([rng.normal(0.7, 1.0, 4), [0.1, -5.0]]) for _ in range(2))
     expected = dist.logpdf(a[:4]) - dist.logpdf(b[:4])
     got = prior.log_density(a)[0] - prior.log_density(b)[0]
-    noise_and_variance = prior.log_density(np.concatenate([b[:4], a[4:]]))[0] - prior.log_density(
-        b
-    )[0]
+    noise_and_variance = (
+        prior.log_density(np.concatenate([b[:4], a[4:]]))[0] - prior.log_density(b)[0]
+    )
     assert got - noise_and_variance == pytest.approx(expected, rel=1e-10)
 
 
@@ -234,18 +236,23 @@ def test_kriging_believer_shrinks_variance_at_pending_only() -> None:
 
 # ---- the core ---------------------------------------------------------------------------------
 def _space() -> SearchSpace:
-    return SearchSpace((
-        FloatParam(("x",), -2.0, 2.0),
-        FloatParam(("lr",), 1e-4, 1.0, log=True),
-        IntParam(("n",), 1, 8),
-        CategoricalParam(("c",), ("a", "b", "c")),
-    ))
+    return SearchSpace(
+        (
+            FloatParam(("x",), -2.0, 2.0),
+            FloatParam(("lr",), 1e-4, 1.0, log=True),
+            IntParam(("n",), 1, 8),
+            CategoricalParam(("c",), ("a", "b", "c")),
+        )
+    )
 
 
 def _f(space: SearchSpace, u: np.ndarray) -> float:
     cfg = space.from_unit(u)
-    return (cfg["x"] - 0.5) ** 2 + (math.log10(cfg["lr"]) + 2) ** 2 + 0.1 * abs(cfg["n"] - 3) + (
-        0.0 if cfg["c"] == "b" else 1.0
+    return (
+        (cfg["x"] - 0.5) ** 2
+        + (math.log10(cfg["lr"]) + 2) ** 2
+        + 0.1 * abs(cfg["n"] - 3)
+        + (0.0 if cfg["c"] == "b" else 1.0)
     )
 
 

@@ -225,8 +225,9 @@ def test_genetic_step_size_follows_the_one_fifth_rule() -> None:
 
 
 def test_genetic_step_is_reset_when_it_collapses() -> None:
-    core = make_core("genetic", FLOAT_SPACE, seed=12, population_size=4, sigma=0.01,
-                     sigma_min=0.005)
+    core = make_core(
+        "genetic", FLOAT_SPACE, seed=12, population_size=4, sigma=0.01, sigma_min=0.005
+    )
     assert isinstance(core, GeneticAlgorithm)
     drive(core, lambda u: 0.0, 60)
     assert core.resets >= 1

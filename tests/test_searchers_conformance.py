@@ -115,9 +115,7 @@ def model_phase_searcher(name: str) -> Searcher:
     return build(name, MODEL_PHASE.get(name, {}), seed=RESTORE_SEED)
 
 
-def continue_after_pending(
-    searcher: Searcher, pending_losses: dict[str, float]
-) -> list[Any]:
+def continue_after_pending(searcher: Searcher, pending_losses: dict[str, float]) -> list[Any]:
     """Complete the pending trials with ``pending_losses``, then suggest and complete
     ``AFTER_STEPS`` more; returns those suggestions (as ``repr``: exact, tuples stay tuples)."""
     for trial_id, loss in pending_losses.items():
@@ -190,7 +188,11 @@ def _fresh_process_restores(directory: Path) -> dict[str, Any]:
     )
     root = Path(__file__).resolve().parents[1]
     proc = subprocess.run(
-        [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=300,
+        [sys.executable, "-c", code],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=300,
         check=False,
     )
     assert proc.returncode == 0, proc.stderr[-4000:]

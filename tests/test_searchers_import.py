@@ -41,7 +41,11 @@ def loaded_after(code: str) -> dict[str, bool]:
         "print(json.dumps({m: m in sys.modules for m in ('ray', 'ray.tune')}))"
     )
     proc = subprocess.run(
-        [sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=120,
+        [sys.executable, "-c", probe],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
         check=False,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -19,7 +19,14 @@ from searchers.base import BaseSearcher
 from searchers.space import path_name
 
 NAMES = [
-    "genetic", "gp-ei", "grid", "hyperopt-tpe", "optuna-cmaes", "optuna-gp", "optuna-tpe", "pso",
+    "genetic",
+    "gp-ei",
+    "grid",
+    "hyperopt-tpe",
+    "optuna-cmaes",
+    "optuna-gp",
+    "optuna-tpe",
+    "pso",
     "random",
 ]
 
@@ -106,13 +113,17 @@ def _flat(config: dict[str, Any], prefix: tuple[Any, ...] = ()) -> dict[str, Any
 
 
 def test_grid_order_equals_sklearn_parameter_grid() -> None:
-    expected = list(ParameterGrid({
-        "zeta": [3, 1, 2],
-        "alpha": ["b", "a"],
-        "model/depth": [1, 2, 3],
-        "model/act": ["relu", "tanh"],
-        "model_x": [0, 2, 4],
-    }))
+    expected = list(
+        ParameterGrid(
+            {
+                "zeta": [3, 1, 2],
+                "alpha": ["b", "a"],
+                "model/depth": [1, 2, 3],
+                "model/act": ["relu", "tanh"],
+                "model_x": [0, 2, 4],
+            }
+        )
+    )
     searcher = make_searcher("grid")
     searcher.set_search_properties("loss", "min", GRID)
     assert searcher.grid_size == len(expected) == 108
@@ -244,12 +255,14 @@ def test_restore_before_search_properties_and_version_checks(tmp_path: Any) -> N
 def test_bad_result_imputation_reaches_the_core() -> None:
     """Worst finite value imputed; nothing finite yet -> dropped (observed via the core)."""
     told: list[tuple[list[float], float]] = []
-    searcher = make_searcher("random", seed=0, space={"x": tune.uniform(0, 1)}, metric="m",
-                             mode="max")
+    searcher = make_searcher(
+        "random", seed=0, space={"x": tune.uniform(0, 1)}, metric="m", mode="max"
+    )
     core = searcher._core  # type: ignore[attr-defined]
     core.tell = lambda u, value: told.append((list(u), value))
-    for i, result in enumerate([{"m": float("nan")}, {"m": 2.0}, {"m": 5.0}, {"m": float("inf")},
-                                {}, {"m": "x"}]):
+    for i, result in enumerate(
+        [{"m": float("nan")}, {"m": 2.0}, {"m": 5.0}, {"m": float("inf")}, {}, {"m": "x"}]
+    ):
         searcher.suggest(str(i))
         searcher.on_trial_complete(str(i), result)
     assert [v for _, v in told] == [-2.0, -5.0, -2.0, -2.0, -2.0]  # minimized: -metric
@@ -257,8 +270,7 @@ def test_bad_result_imputation_reaches_the_core() -> None:
 
 @pytest.mark.parametrize("name", ["hyperopt-tpe", "optuna-tpe"])
 def test_wrapped_library_never_sees_bad_values(name: str) -> None:
-    searcher = make_searcher(name, seed=0, space={"x": tune.uniform(0, 1)}, metric="m",
-                             mode="min")
+    searcher = make_searcher(name, seed=0, space={"x": tune.uniform(0, 1)}, metric="m", mode="min")
     results: list[Any] = [{"m": float("nan")}, {"m": 1.0}, {"m": float("inf")}, {}, None]
     for i, result in enumerate(results):
         searcher.suggest(str(i))

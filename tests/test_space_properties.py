@@ -157,8 +157,16 @@ def test_ray_samples_lie_in_our_domain(case: Any, seed: int) -> None:
 
 
 @SETTINGS
-@given(st.lists(st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=3),
-                          st.tuples(st.integers())), min_size=1, max_size=6), units)
+@given(
+    st.lists(
+        st.one_of(
+            st.none(), st.booleans(), st.integers(), st.text(max_size=3), st.tuples(st.integers())
+        ),
+        min_size=1,
+        max_size=6,
+    ),
+    units,
+)
 def test_categorical_returns_the_choice_object(choices: list[Any], x: float) -> None:
     space = _space(tune.choice(choices))
     value = space.from_unit(np.array([x]))["group"]["x"]

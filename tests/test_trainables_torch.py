@@ -95,7 +95,11 @@ def test_resumes_from_checkpoint_exactly(digits: Dataset, tmp_path: Path) -> Non
     # epoch 3 as the first iteration since the restore: a trainable that ignored its checkpoint
     # would report epochs 1, 2, 3 again (training_iteration 3, 4, 5).
     last = resumed.iloc[-1]
-    assert (last["epoch"], last["training_iteration"], last["iterations_since_restore"]) == (3, 3, 1)
+    assert (last["epoch"], last["training_iteration"], last["iterations_since_restore"]) == (
+        3,
+        3,
+        1,
+    )
     assert resumed["epoch"].tolist() in ([1, 2, 3], [3])
     expected = straight.set_index("epoch")
     for _, row in resumed.iterrows():

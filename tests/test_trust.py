@@ -182,8 +182,9 @@ def test_misspelled_metric_of_a_built_in_trainable_fails_before_any_trial(tmp_pa
             storage_path=tmp_path,
         )
     with pytest.raises(MetricNotReportedError, match=r"'accuracy'.*mean_test_score"):
-        tune_model(LogisticRegression(), {"C": 1.0}, data="iris", metric="accuracy",
-                   storage_path=tmp_path)
+        tune_model(
+            LogisticRegression(), {"C": 1.0}, data="iris", metric="accuracy", storage_path=tmp_path
+        )
     assert not list(tmp_path.iterdir())  # no directory, no trial
 
 

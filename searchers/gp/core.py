@@ -109,9 +109,18 @@ class GPEIOptions:
     def __post_init__(self) -> None:
         object.__setattr__(self, "local_scales", tuple(self.local_scales))
         ints = {
-            "max_fit_points": 10, "refit_every_until": 0, "refit_interval": 1, "restart_every": 1,
-            "fit_maxiter": 1, "late_fit_maxiter": 1, "n_sobol": 1, "n_local": 0,
-            "n_best_local": 1, "n_refine": 1, "acq_maxiter": 0, "discrete_rounds": 0,
+            "max_fit_points": 10,
+            "refit_every_until": 0,
+            "refit_interval": 1,
+            "restart_every": 1,
+            "fit_maxiter": 1,
+            "late_fit_maxiter": 1,
+            "n_sobol": 1,
+            "n_local": 0,
+            "n_best_local": 1,
+            "n_refine": 1,
+            "acq_maxiter": 0,
+            "discrete_rounds": 0,
         }
         for name, low in ints.items():
             value = getattr(self, name)
@@ -119,15 +128,19 @@ class GPEIOptions:
                 raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
         for name in ("lengthscale_mu0", "lengthscale_sigma", "lengthscale_spread", "noise_rate"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not (
-                math.isfinite(value) and (name == "lengthscale_mu0" or value > 0)
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or not (math.isfinite(value) and (name == "lengthscale_mu0" or value > 0))
             ):
                 kind = "a finite number" if name == "lengthscale_mu0" else "a number > 0"
                 raise ValueError(f"{name} must be {kind}, got {value!r}")
         skill = self.min_loo_skill
         if skill is not None and (
-            isinstance(skill, bool) or not isinstance(skill, (int, float))
-            or not math.isfinite(skill) or skill >= 1
+            isinstance(skill, bool)
+            or not isinstance(skill, (int, float))
+            or not math.isfinite(skill)
+            or skill >= 1
         ):
             raise ValueError(f"min_loo_skill must be a number < 1 or None, got {skill!r}")
         n = self.n_initial
@@ -144,8 +157,11 @@ class GPEIOptions:
 
     def prior(self, dim: int) -> HyperPrior:
         return HyperPrior(
-            dim, noise_rate=self.noise_rate, lengthscale_mu0=self.lengthscale_mu0,
-            lengthscale_sigma=self.lengthscale_sigma, lengthscale_spread=self.lengthscale_spread,
+            dim,
+            noise_rate=self.noise_rate,
+            lengthscale_mu0=self.lengthscale_mu0,
+            lengthscale_sigma=self.lengthscale_sigma,
+            lengthscale_spread=self.lengthscale_spread,
         )
 
     def initial_points(self, dim: int) -> int:
@@ -153,8 +169,12 @@ class GPEIOptions:
 
     def acquisition(self) -> AcquisitionSettings:
         return AcquisitionSettings(
-            n_sobol=self.n_sobol, n_local=self.n_local, local_scales=self.local_scales,
-            n_best_local=self.n_best_local, n_refine=self.n_refine, maxiter=self.acq_maxiter,
+            n_sobol=self.n_sobol,
+            n_local=self.n_local,
+            local_scales=self.local_scales,
+            n_best_local=self.n_best_local,
+            n_refine=self.n_refine,
+            maxiter=self.acq_maxiter,
             discrete_rounds=self.discrete_rounds,
         )
 
@@ -204,7 +224,12 @@ class GPEICore:
             model = model.condition_on(Xp, zp)
             best = min(best, float(np.min(zp)))
         return maximize_log_ei(
-            model, best, self._lat, self._fmap, U_sorted[: self._opt.n_best_local], self._rng,
+            model,
+            best,
+            self._lat,
+            self._fmap,
+            U_sorted[: self._opt.n_best_local],
+            self._rng,
             self._opt.acquisition(),
         )
 
@@ -247,9 +272,11 @@ class GPEICore:
         fitter = state["fitter"]
         theta = fitter["theta"]
         core._fitter = GPFitter(
-            core._fmap, maxiter=options.fit_maxiter,
+            core._fmap,
+            maxiter=options.fit_maxiter,
             theta=None if theta is None else np.array(theta, dtype=np.float64),
-            warned=bool(fitter["warned"]), prior=options.prior(space.dim),
+            warned=bool(fitter["warned"]),
+            prior=options.prior(space.dim),
         )
         core._n_at_fit = int(state["n_at_fit"])
         core._n_fits = int(state["n_fits"])
@@ -294,7 +321,9 @@ class GPEICore:
         if due:
             early = n <= opt.refit_every_until
             self._fitter.fit(
-                X, z, restart=early and self._n_fits % opt.restart_every == 0,
+                X,
+                z,
+                restart=early and self._n_fits % opt.restart_every == 0,
                 maxiter=opt.fit_maxiter if early else opt.late_fit_maxiter,
             )
             self._n_at_fit = n

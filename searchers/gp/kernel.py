@@ -109,9 +109,7 @@ class Matern52:
         r2 = S.sum(0)  # (n, n)
         return self.variance * matern52_value(r2), self.variance * matern52_dr2(r2), S
 
-    def with_input_gradient(
-        self, Xq: np.ndarray, X: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
+    def with_input_gradient(self, Xq: np.ndarray, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """k(Xq, X) (m, n) and its gradient wrt the query features (m, n, F)."""
         r2 = self.r2(Xq, X)  # (m, n)
         k = self.variance * matern52_value(r2)

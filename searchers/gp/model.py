@@ -216,8 +216,10 @@ def log_posterior(
     Ky = K + noise * np.eye(n)
     L = cholesky_with_jitter(Ky)
     alpha = scipy.linalg.cho_solve((L, True), z)  # (n,)
-    lml = -0.5 * float(z @ alpha) - float(np.sum(np.log(np.diag(L)))) - 0.5 * n * math.log(
-        2.0 * math.pi
+    lml = (
+        -0.5 * float(z @ alpha)
+        - float(np.sum(np.log(np.diag(L))))
+        - 0.5 * n * math.log(2.0 * math.pi)
     )
     K_inv = scipy.linalg.cho_solve((L, True), np.eye(n))  # (n, n)
     W = np.outer(alpha, alpha) - K_inv  # (n, n)
@@ -235,8 +237,13 @@ class GaussianProcess:
     hyperparameters ``theta``; `condition_on` adds fantasies without refitting."""
 
     def __init__(
-        self, X: np.ndarray, z: np.ndarray, theta: np.ndarray, fmap: FeatureMap,
-        *, L: np.ndarray | None = None,
+        self,
+        X: np.ndarray,
+        z: np.ndarray,
+        theta: np.ndarray,
+        fmap: FeatureMap,
+        *,
+        L: np.ndarray | None = None,
     ) -> None:
         d = fmap.dim
         self.X, self.z, self.theta, self.fmap = X, z, np.asarray(theta, dtype=np.float64), fmap
@@ -319,8 +326,13 @@ class GPFitter:
     default hyperparameters when fitting fails."""
 
     def __init__(
-        self, fmap: FeatureMap, *, maxiter: int = 50, theta: np.ndarray | None = None,
-        warned: bool = False, prior: HyperPrior | None = None,
+        self,
+        fmap: FeatureMap,
+        *,
+        maxiter: int = 50,
+        theta: np.ndarray | None = None,
+        warned: bool = False,
+        prior: HyperPrior | None = None,
     ) -> None:
         self.fmap = fmap
         self.prior = HyperPrior(fmap.dim) if prior is None else prior
@@ -344,16 +356,21 @@ class GPFitter:
         for start in starts:
             try:
                 res = scipy.optimize.minimize(
-                    _negative_log_posterior, np.clip(start, lo, hi), args=(X, z, self.fmap,
-                                                                           self.prior),
-                    jac=True, method="L-BFGS-B", bounds=bounds,
+                    _negative_log_posterior,
+                    np.clip(start, lo, hi),
+                    args=(X, z, self.fmap, self.prior),
+                    jac=True,
+                    method="L-BFGS-B",
+                    bounds=bounds,
                     options={"maxiter": maxiter or self.maxiter},
                 )
             except (np.linalg.LinAlgError, ValueError, FloatingPointError) as exc:
                 reason = f"{type(exc).__name__}: {exc}"
                 continue
-            if np.all(np.isfinite(res.x)) and math.isfinite(res.fun) and (
-                best is None or res.fun < best[0]
+            if (
+                np.all(np.isfinite(res.x))
+                and math.isfinite(res.fun)
+                and (best is None or res.fun < best[0])
             ):
                 best = (float(res.fun), np.asarray(res.x))
         if best is None:

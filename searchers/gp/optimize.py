@@ -128,8 +128,12 @@ def _distinct(U: np.ndarray, k: int) -> np.ndarray:
 
 
 def _refine(
-    model: GaussianProcess, best: float, fmap: FeatureMap, top: np.ndarray,
-    continuous: list[int], maxiter: int,
+    model: GaussianProcess,
+    best: float,
+    fmap: FeatureMap,
+    top: np.ndarray,
+    continuous: list[int],
+    maxiter: int,
 ) -> np.ndarray:
     r, n_c = len(top), len(continuous)
     cols = np.array([fmap.column[d] for d in continuous])
@@ -146,7 +150,11 @@ def _refine(
 
     x0 = base[:, continuous].ravel()
     res = scipy.optimize.minimize(
-        negative, x0, jac=True, method="L-BFGS-B", bounds=[(0.0, 1.0)] * len(x0),
+        negative,
+        x0,
+        jac=True,
+        method="L-BFGS-B",
+        bounds=[(0.0, 1.0)] * len(x0),
         options={"maxiter": maxiter},
     )
     out = base.copy()
@@ -158,8 +166,13 @@ def _refine(
 
 
 def _discrete_moves(
-    model: GaussianProcess, best: float, fmap: FeatureMap, lattice: Lattice, u: np.ndarray,
-    value: float, rounds: int,
+    model: GaussianProcess,
+    best: float,
+    fmap: FeatureMap,
+    lattice: Lattice,
+    u: np.ndarray,
+    value: float,
+    rounds: int,
 ) -> tuple[np.ndarray, float]:
     """Greedy best-improvement over single-dimension discrete moves."""
     discrete = [d for d in range(lattice.dim) if lattice.levels[d] is not None]
@@ -176,8 +189,11 @@ def _discrete_moves(
                 options = [i for i in range(lattice.n_choices[d]) if i != current]
             else:
                 current = lattice.level_index(d, u[d])
-                options = [i for i in (current - 2, current - 1, current + 1, current + 2)
-                           if 0 <= i < len(levels)]
+                options = [
+                    i
+                    for i in (current - 2, current - 1, current + 1, current + 2)
+                    if 0 <= i < len(levels)
+                ]
             for i in options:
                 v = u.copy()
                 v[d] = levels[i]
