@@ -41,7 +41,7 @@ import contextlib
 import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 import ray
@@ -483,8 +483,7 @@ def run_on_tasks(
             try:
                 result = ray.get(ref)
             except ray.exceptions.RayTaskError as error:
-                cause = error.cause if isinstance(error.cause, BaseException) else error
-                raise cause from error
+                _reraise(error)
             results[index] = result
             searcher.on_trial_complete(str(index), result=result)
             if verbose >= 1:
@@ -565,11 +564,15 @@ def _raise_trial_error(result_grid: Any) -> None:
         error = result.error
         if error is None:
             continue
-        # Ray wraps the trial's exception (RayTaskError(ValueError)); `cause` is the original.
-        cause = getattr(error, "cause", None)
-        if isinstance(cause, BaseException):
-            raise cause from error
-        raise error
+        _reraise(error)
+
+
+def _reraise(error: BaseException) -> NoReturn:
+    """Raise the exception a trial raised: Ray wraps it (RayTaskError(ValueError)) as `cause`."""
+    cause = getattr(error, "cause", None)
+    if isinstance(cause, BaseException):
+        raise cause from error
+    raise error
 
 
 def _warn_about_fit_failures(rows: list[dict[str, Any]], n_splits: int, error_score: Any) -> None:
