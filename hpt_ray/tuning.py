@@ -182,6 +182,7 @@ def tune_model(
     storage_path: str | os.PathLike[str] | None = None,
     name: str | None = None,
     seed: int | None = None,
+    trainer_options: Mapping[str, Any] | None = None,
     verbose: int = 1,
     ray_address: str | None = None,
     resume: bool = False,
@@ -226,6 +227,8 @@ def tune_model(
             ``./hpt_ray_results/<model>-<date>-<time>-<4 hex>``, new for every run). A name whose
             directory already holds a run is an `ExperimentExistsError` unless ``resume``.
         seed: seeds the searcher, the hold-out split and the trials.
+        trainer_options: options of the PyTorch trainable that are not searched (see
+            ``trainables.torch_trainable.plan_torch``).
         verbose: 0 silent, 1 a progress line every few seconds (default), 2 also Ray's own trial
             tables.
         resume: continue the run in ``<storage_path>/<name>`` (see `run_experiment`).
@@ -253,6 +256,7 @@ def tune_model(
         cv=cv,
         scoring=scoring,
         seed=seed,
+        trainer_options=trainer_options,
     )
     run = run_experiment(
         plan.trainable,
@@ -391,10 +395,10 @@ def plan_experiment(
     cv: Any,
     scoring: Any,
     seed: int | None,
+    trainer_options: Mapping[str, Any] | None = None,
 ) -> _Plan:
     """Validate every argument and build what the run needs, before Ray starts anything."""
     kind, model = _resolve_model(model)
-    dataset = load_data(data, seed=0 if seed is None else seed)
     if mode is not None and mode not in ("min", "max"):
         raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
     if not isinstance(num_samples, int) or isinstance(num_samples, bool) or num_samples < 1:
@@ -405,6 +409,13 @@ def plan_experiment(
     validate_space(tune_space, searcher=searcher, estimator=model if kind == "sklearn" else None)
 
     if kind == "sklearn":
+        if trainer_options:
+            raise ValueError(
+                "trainer_options apply to PyTorch model factories only; a scikit-learn "
+                "estimator takes its settings as parameters (space or the instance)"
+            )
+        dataset = load_data(data, seed=0 if seed is None else seed)
+        shipped, data_name = dataset, dataset.name
         splits = _materialize_cv(cv, model, dataset)
         default_metric = "mean_test_score"
         if isinstance(scoring, (list, tuple, set, dict)) and metric is None:
@@ -452,21 +463,18 @@ def plan_experiment(
             )
         # torch is imported only when a PyTorch model is tuned: scikit-learn users never
         # pay for it.
-        from trainables.torch_trainable import make_torch_trainable
+        from trainables.torch_trainable import plan_torch
 
-        fn = make_torch_trainable(model, task=dataset.task, epochs=epochs, data=dataset)
+        torch_plan = plan_torch(
+            model, data, epochs=epochs, seed=0 if seed is None else seed, options=trainer_options
+        )
+        fn, shipped, data_name = torch_plan.fn, torch_plan.data, torch_plan.data_name
         max_t = epochs
-        if dataset.task == "classification":
-            metric, mode = (
-                metric or "val_accuracy",
-                mode or ("max" if metric in (None, "val_accuracy") else None),
-            )
-        else:
-            metric, mode = (
-                metric or "val_loss",
-                mode or ("min" if metric in (None, "val_loss") else None),
-            )
-        _check_metric(metric, _torch_keys(dataset.task), who="PyTorch trials")
+        if metric is None:
+            metric, mode = torch_plan.default_metric, mode or torch_plan.default_mode
+        elif mode is None and metric == torch_plan.default_metric:
+            mode = torch_plan.default_mode
+        _check_metric(metric, torch_plan.keys, who="PyTorch trials")
         if mode is None:
             raise ValueError(f"mode: say whether {metric!r} should be 'min'imized or 'max'imized")
         label = getattr(model, "__name__", type(model).__name__)
@@ -487,11 +495,11 @@ def plan_experiment(
         num_samples = grid_size(tune_space, searcher_options)
     sched = make_scheduler(scheduler, max_t=max_t, **dict(scheduler_options or {}))
 
-    trainable = tune.with_resources(tune.with_parameters(fn, data=dataset), resources)
+    trainable = tune.with_resources(tune.with_parameters(fn, data=shipped), resources)
     metadata = {
         "model": label,
         "kind": kind,
-        "data": dataset.name,
+        "data": data_name,
         "metric": metric,
         "mode": mode,
         "searcher": searcher if isinstance(searcher, str) else type(searcher).__name__,

@@ -192,6 +192,71 @@ def make_torch_trainable(
     return torch_trainable
 
 
+@dataclass(frozen=True)
+class TorchPlan:
+    """What ``tune_model`` needs to run a PyTorch model factory (see `plan_torch`).
+
+    Attributes:
+        fn: ``fn(config, data)``, the function trainable (``tune.with_parameters`` ships ``data``).
+        data: the object every trial receives as ``data``, put in Ray's object store once.
+        task: "classification" or "regression".
+        keys: every metric name a trial reports (a ``metric`` outside them is refused).
+        default_metric, default_mode: what is optimized when ``tune_model`` is not told.
+        data_name: a short name of the data for the run's metadata.
+    """
+
+    fn: Callable[..., None]
+    data: Any
+    task: str
+    keys: list[str]
+    default_metric: str
+    default_mode: str
+    data_name: str
+
+
+def plan_torch(
+    model_factory: ModelFactory | str,
+    data: Any,
+    *,
+    epochs: int,
+    seed: int,
+    options: Any = None,
+) -> TorchPlan:
+    """Check ``data`` and ``options`` and build the trainable for a PyTorch model factory.
+
+    Args:
+        model_factory: ``config -> torch.nn.Module`` or its import path.
+        data: any form ``trainables.data.load_data`` accepts.
+        epochs: epochs per trial when run to the end (a config's ``epochs`` overrides).
+        seed: seeds the hold-out split.
+        options: ``tune_model``'s ``trainer_options`` (None: the defaults).
+
+    Raises:
+        ValueError / TypeError: bad data or options, naming the argument and the fix.
+    """
+    from trainables.data import load_data
+
+    if options:
+        raise ValueError(f"trainer_options: unknown options {sorted(dict(options))}")
+    dataset = load_data(data, seed=seed)
+    fn = make_torch_trainable(model_factory, task=dataset.task, epochs=epochs, data=dataset)
+    if dataset.task == "classification":
+        keys = ["epoch", "train_loss", "val_loss", "val_accuracy"]
+        default_metric, default_mode = "val_accuracy", "max"
+    else:
+        keys = ["epoch", "train_loss", "val_loss", "val_r2"]
+        default_metric, default_mode = "val_loss", "min"
+    return TorchPlan(
+        fn=fn,
+        data=dataset,
+        task=dataset.task,
+        keys=keys,
+        default_metric=default_metric,
+        default_mode=default_mode,
+        data_name=dataset.name,
+    )
+
+
 def mlp(config: dict[str, Any]) -> nn.Module:
     """A multi-layer perceptron factory for `make_torch_trainable`.
 
