@@ -3,7 +3,10 @@
 Public API (imported lazily, so ``import trainables`` does not pull in torch or Ray):
 
 - `load_data`, `Dataset`, `dataset_names`, `check_finite` (trainables.data)
-- `make_torch_trainable`, `mlp`, `load_model`, `TorchPredictor` (trainables.torch_trainable)
+- `make_torch_trainable`, `plan_torch`, `mlp`, `load_model`, `TorchPredictor`
+  (trainables.torch_trainable); trainer options in trainables.torch_options, data forms in
+  trainables.torch_data, the optimizer/schedule/fine-tuning recipe in trainables.torch_recipe
+- `cnn`, `digits_images`, `digits_image_factory` (trainables.cnn: the image example)
 - `make_sklearn_trainable`, `n_stages` (trainables.sklearn_trainable)
 - `resources_from_spec` (trainables.resources)
 """
@@ -22,6 +25,10 @@ _EXPORTS = {
     "mlp": "trainables.torch_trainable",
     "load_model": "trainables.torch_trainable",
     "TorchPredictor": "trainables.torch_trainable",
+    "plan_torch": "trainables.torch_trainable",
+    "cnn": "trainables.cnn",
+    "digits_images": "trainables.cnn",
+    "digits_image_factory": "trainables.cnn",
     "make_sklearn_trainable": "trainables.sklearn_trainable",
     "n_stages": "trainables.sklearn_trainable",
     "resources_from_spec": "trainables.resources",
