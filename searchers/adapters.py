@@ -17,6 +17,7 @@ The library searchers are the other adapter on the same base: `searchers.wrapped
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any, ClassVar, cast
@@ -282,7 +283,15 @@ def _options_from(cls: Any, searcher: str, options: dict[str, Any]) -> Any:
 
 
 def _config_at(space: SearchSpace, index: int) -> list[Encoded]:
-    """Encoded config number ``index`` of a finite space (mixed radix, last dimension fastest)."""
+    """Encoded config number ``index`` of a finite space (mixed radix, last dimension fastest;
+    a conditional space: its grid blocks one after the other)."""
+    if space.conditional:
+        for block in space.grid_blocks():
+            n = math.prod(len(space.values(d)) for d in block[1])
+            if index < n:
+                return space.encode(space.from_unit(space.grid_unit(block, index)))
+            index -= n
+        raise IndexError("internal: config index beyond the space's size")
     codes: list[Encoded] = []
     for d in reversed(range(space.dim)):
         values = space.values(d)

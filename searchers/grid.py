@@ -5,8 +5,10 @@ discrete numeric domain (``tune.randint``/``qrandint``/``quniform``...) with at 
 ``GridOptions.max_axis_values`` values, listed in increasing order. A continuous float domain is
 refused. Points are the cartesian product in ``ParameterGrid`` order: axes sorted by name (nested
 keys flattened to "a/b"), the last axis varying fastest. Each point is suggested once, then
-``suggest`` returns ``Searcher.FINISHED``. ``points_to_evaluate`` come first; a grid point equal to
-a config already in flight is not suggested again. ``seed`` is accepted for a uniform API, unused.
+``suggest`` returns ``Searcher.FINISHED``. A conditional choice (a choice of dicts with their own
+domains) is ParameterGrid over a list of dicts: each branch's own grid, one branch after the other.
+``points_to_evaluate`` come first; a grid point equal to a config already in flight is not
+suggested again. ``seed`` is accepted for a uniform API, unused.
 """
 
 from __future__ import annotations
@@ -63,7 +65,18 @@ class GridCore:
                 )
             self._levels.append(levels)
         self._options = options
-        self.size = math.prod(len(levels) for levels in self._levels)
+        self._space = space
+        # A conditional space: one block per combination of branches, each its own grid
+        # (ParameterGrid over a list of dicts); (block, first position of the block).
+        self._blocks: list[tuple[tuple[dict[int, int], list[int]], int]] = []
+        if space.conditional:
+            start = 0
+            for block in space.grid_blocks():
+                self._blocks.append((block, start))
+                start += math.prod(len(self._levels[d]) for d in block[1])
+            self.size = start
+        else:
+            self.size = math.prod(len(levels) for levels in self._levels)
         self._position = position
 
     def ask(self, pending: np.ndarray) -> np.ndarray | None:
@@ -71,6 +84,9 @@ class GridCore:
             return None
         index = self._position
         self._position += 1
+        if self._blocks:
+            block, start = next((b, s) for b, s in reversed(self._blocks) if s <= index)
+            return self._space.grid_unit(block, index - start)
         u = np.empty(len(self._levels))  # (dim,)
         for d in reversed(range(len(self._levels))):
             index, digit = divmod(index, len(self._levels[d]))

@@ -14,10 +14,16 @@ converters, which disagree with the samplers on several edges:
     tune.qlograndint(a, b, q)    IntParam(a, b, log=True, q=q), same edge rule as qrandint
     tune.choice(xs)              CategoricalParam(xs)
     {"grid_search": xs}          CategoricalParam(xs) when ``allow_grid``, else ValueError
+    tune.choice([{...}, ...])    a conditional choice when some choice holds a domain: a
+                                 BranchParam at the path, and each branch's own parameters and
+                                 constants at ``(*path, Branch(i), key, ...)`` (the same for
+                                 a grid_search whose values hold domains, when ``allow_grid``)
     anything else                Constant
 
-Unsupported domains (``tune.randn``/``qrandn``, ``tune.sample_from``, a domain inside a list or
-inside a choice) raise ValueError naming the parameter path and the fix.
+A branch of a conditional choice is a dict (its keys go under the choice's key in the config) or a
+plain value (given as is). Unsupported domains (``tune.randn``/``qrandn``, ``tune.sample_from``, a
+domain inside a list) raise ValueError naming the parameter path (``optimizer[1]/momentum`` for
+the second branch of ``optimizer``) and the fix.
 """
 
 from __future__ import annotations
@@ -39,6 +45,8 @@ from ray.tune.search.sample import (
 )
 
 from searchers.space import (
+    Branch,
+    BranchParam,
     CategoricalParam,
     Constant,
     FloatParam,
@@ -78,10 +86,17 @@ def has_grid(param_space: Mapping[str, Any]) -> list[str]:
     def visit(node: Mapping[str, Any], prefix: Path) -> None:
         for key, value in node.items():
             path = (*prefix, key)
+            branches: Any = ()
             if _is_grid_dict(value) or (isinstance(value, Domain) and value.is_grid()):
                 found.append(path_name(path))
+                branches = value[GRID_KEY] if _is_grid_dict(value) else value.categories
+            elif isinstance(value, Categorical):
+                branches = value.categories
             elif isinstance(value, Mapping):
                 visit(value, path)
+            for i, branch in enumerate(branches if isinstance(branches, (list, tuple)) else ()):
+                if isinstance(branch, Mapping):
+                    visit(branch, (*path, Branch(i)))
 
     visit(param_space, ())
     return found
@@ -97,7 +112,12 @@ def _walk(
 ) -> None:
     for key, value in node.items():
         path = (*prefix, key)
-        if _is_grid_dict(value):
+        branches = _conditional_branches(value)
+        if branches is not None:
+            if _is_grid(value) and not allow_grid:
+                _grid_axis(path, branches, allow_grid)  # raises the grid error
+            _walk_branches(path, branches, allow_grid, params, constants, order)
+        elif _is_grid_dict(value):
             params.append(_grid_axis(path, value[GRID_KEY], allow_grid))
             order.append(path)
         elif isinstance(value, Mapping) and value:
@@ -109,6 +129,60 @@ def _walk(
             _reject_nested_domain(path, value)
             constants.append(Constant(path, value))
             order.append(path)
+
+
+def _conditional_branches(value: Any) -> list[Any] | None:
+    """The choices of a choice or grid axis that holds a search domain in a choice, else None."""
+    if _is_grid_dict(value):
+        choices = value[GRID_KEY]
+    elif isinstance(value, Categorical):
+        choices = value.categories
+    else:
+        return None
+    if not isinstance(choices, (list, tuple)) or not any(_holds_domain(c) for c in choices):
+        return None
+    return list(choices)
+
+
+def _walk_branches(
+    path: Path,
+    branches: list[Any],
+    allow_grid: bool,
+    params: list[Param],
+    constants: list[Constant],
+    order: list[Path],
+) -> None:
+    """A conditional choice: its BranchParam, then each branch's parameters and constants."""
+    keys: list[tuple[Any, ...] | None] = []
+    order.append(path)  # before its branches: the config keeps the choice's place
+    for i, branch in enumerate(branches):
+        branch_path = (*path, Branch(i))
+        if isinstance(branch, Mapping):
+            keys.append(tuple(branch))
+            _walk(branch, branch_path, allow_grid, params, constants, order)
+        else:
+            _reject_nested_domain(branch_path, branch, inside="a list")
+            keys.append(None)
+            constants.append(Constant(branch_path, branch))
+            order.append(branch_path)
+    params.append(BranchParam(path, tuple(range(len(branches))), branch_keys=tuple(keys)))
+
+
+def _holds_domain(value: Any) -> bool:
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, Domain) or _is_grid_dict(item):
+            return True
+        if isinstance(item, Mapping):
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            stack.extend(item)
+    return False
+
+
+def _is_grid(value: Any) -> bool:
+    return _is_grid_dict(value) or (isinstance(value, Domain) and value.is_grid())
 
 
 def _convert_domain(path: Path, domain: Domain, allow_grid: bool) -> Param:
@@ -124,8 +198,6 @@ def _convert_domain(path: Path, domain: Domain, allow_grid: bool) -> Param:
             return _grid_axis(path, domain.categories, allow_grid)
         if not domain.categories:
             raise ValueError(f"parameter {name!r}: tune.choice([]) has no choices; give one")
-        for choice in domain.categories:
-            _reject_nested_domain(path, choice, inside="tune.choice")
         return CategoricalParam(path, tuple(domain.categories))
 
     sampler = domain.get_sampler()
@@ -196,14 +268,15 @@ def _is_grid_dict(value: Any) -> bool:
 
 
 def _reject_nested_domain(path: Path, value: Any, *, inside: str = "a list") -> None:
-    """Nested/conditional spaces are not representable on a fixed unit cube: say so clearly."""
+    """A domain inside a list has no key to address it by: say so clearly."""
     stack = [value]
     while stack:
         item = stack.pop()
         if isinstance(item, Domain) or _is_grid_dict(item):
             raise ValueError(
                 f"parameter {path_name(path)!r}: a search domain inside {inside} is not "
-                "supported (conditional spaces); give every tunable value its own key in a dict"
+                "supported; give every tunable value its own key in a dict (for a choice between "
+                "sub-spaces, tune.choice([{'name': 'a', 'x': tune.uniform(0, 1)}, {...}]))"
             )
         if isinstance(item, Mapping):
             stack.extend(item.values())

@@ -20,11 +20,15 @@ How each parameter sits on its dimension:
       With log, u is affine in log over ``[log k_lo, log(k_hi + 1))`` and ``k = floor(exp(.))``,
       the law Ray uses for ``tune.lograndint``; ``to_unit`` gives the cell's log-midpoint;
     - categorical with ``n`` choices: cell ``i`` is ``[i/n, (i+1)/n)``, ``to_unit`` gives
-      ``(i + 0.5) / n``. A core that wants one-hot or crossover reads ``kinds`` and ``n_choices``.
+      ``(i + 0.5) / n``. A core that wants one-hot or crossover reads ``kinds`` and ``n_choices``;
+    - the choice between the sub-spaces (dicts with their own domains) of a conditional
+      ``tune.choice`` is a categorical (`BranchParam`) whose value is the branch index; each
+      branch's parameters have their own dimensions, held at `INACTIVE_UNIT` while their branch
+      is not chosen (`SearchSpace` says how and why).
 
 ``encode`` gives a JSON-safe scalar per dimension (float value, integer value, multiplier ``k`` of
-a quantized float, category index); it is exact both ways and is what state files and duplicate
-keys store, so category objects never need to be serialized.
+a quantized float, category index, None for an inactive parameter); it is exact both ways and
+is what state files and duplicate keys store, so category objects never need to be serialized.
 """
 
 from __future__ import annotations
@@ -40,9 +44,13 @@ from typing import Any, ClassVar, TypeAlias
 import numpy as np
 
 Path: TypeAlias = tuple[Any, ...]
-Encoded: TypeAlias = float | int
+Code: TypeAlias = float | int
+Encoded: TypeAlias = Code | None  # None: an inactive parameter of a conditional space
 
 __all__ = [
+    "INACTIVE_UNIT",
+    "Branch",
+    "BranchParam",
     "CategoricalParam",
     "Constant",
     "FloatParam",
@@ -50,13 +58,40 @@ __all__ = [
     "Lattice",
     "Param",
     "SearchSpace",
+    "config_path",
     "path_name",
 ]
 
+#: The unit coordinate of every inactive parameter (see "Conditional spaces" in `SearchSpace`).
+INACTIVE_UNIT = 0.5
+
+
+@dataclass(frozen=True)
+class Branch:
+    """A path element: branch ``index`` of the conditional choice whose path precedes it.
+
+    ``("optimizer", Branch(1), "momentum")`` is the ``momentum`` of the second dict of
+    ``tune.choice([...])`` at ``optimizer``; in the config it sits at ``optimizer/momentum``.
+    """
+
+    index: int
+
 
 def path_name(path: Path) -> str:
-    """The name of a parameter: its path joined with "/" (as Ray's ``flatten_dict`` does)."""
-    return "/".join(str(part) for part in path)
+    """The name of a parameter: its path joined with "/" (as Ray's ``flatten_dict`` does); a
+    branch of a conditional choice shows as ``[i]``: ``optimizer[1]/momentum``."""
+    name = ""
+    for part in path:
+        if isinstance(part, Branch):
+            name += f"[{part.index}]"
+        else:
+            name += ("/" if name else "") + str(part)
+    return name
+
+
+def config_path(path: Path) -> Path:
+    """Where a parameter sits in the config: its path without the `Branch` elements."""
+    return tuple(part for part in path if not isinstance(part, Branch))
 
 
 @dataclass(frozen=True)
@@ -133,7 +168,7 @@ class FloatParam(_ParamBase):
             return min(max((math.log(v) - lo) / (hi - lo), 0.0), 1.0)
         return min(max((v - self.lower) / (self.upper - self.lower), 0.0), 1.0)
 
-    def encode(self, value: Any) -> Encoded:
+    def encode(self, value: Any) -> Code:
         if not _is_real(value) or not math.isfinite(float(value)):
             raise self._error(f"{value!r} is not a finite number")
         v = float(value)
@@ -149,7 +184,7 @@ class FloatParam(_ParamBase):
             raise self._error(f"{v!r} is not a multiple of q={self.q} inside the bounds")
         return int(k)
 
-    def decode(self, code: Encoded) -> float:
+    def decode(self, code: Code) -> float:
         if self.q is None:
             return float(code)
         return self._value_at(int(code))
@@ -211,7 +246,7 @@ class IntParam(_ParamBase):
         k = int(self.encode(value)) // int(self.q)
         return _unit_from_k(k, self.k_lo, self.k_hi, self.log)
 
-    def encode(self, value: Any) -> Encoded:
+    def encode(self, value: Any) -> Code:
         if isinstance(value, float) and value.is_integer():
             value = int(value)
         if not _is_integer(value):
@@ -222,7 +257,7 @@ class IntParam(_ParamBase):
             raise self._error(f"{v!r} is not in [{self.lower}, {self.upper}]{step}")
         return v
 
-    def decode(self, code: Encoded) -> int:
+    def decode(self, code: Code) -> int:
         return int(code)
 
     def values(self) -> list[int]:
@@ -250,7 +285,7 @@ class CategoricalParam(_ParamBase):
     def to_unit(self, value: Any) -> float:
         return (self.encode(value) + 0.5) / len(self.choices)
 
-    def encode(self, value: Any) -> Encoded:
+    def encode(self, value: Any) -> Code:
         # Identity first, then same-type equality, so that choice([1, True, 1.0]) keeps three
         # distinct options although 1 == True == 1.0 in Python.
         for i, choice in enumerate(self.choices):
@@ -264,11 +299,30 @@ class CategoricalParam(_ParamBase):
                 return i
         raise self._error(f"{value!r} is not one of the choices {list(self.choices)!r}")
 
-    def decode(self, code: Encoded) -> Any:
+    def decode(self, code: Code) -> Any:
         return self.choices[int(code)]
 
     def values(self) -> list[Any]:
         return list(self.choices)
+
+
+@dataclass(frozen=True)
+class BranchParam(CategoricalParam):
+    """The choice between the sub-spaces of a conditional ``tune.choice``: a categorical whose
+    value is the index of the active branch (``choices`` is ``(0, ..., n - 1)``).
+
+    ``branch_keys[i]``: the keys of branch ``i`` when it is a dict (its parameters and constants
+    then sit under this parameter's config path), or None when the branch is a plain value.
+    """
+
+    branch_keys: tuple[tuple[Any, ...] | None, ...] = ()
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if tuple(self.choices) != tuple(range(len(self.choices))):
+            raise self._error("a branch choice's values are its branch indices 0..n-1")
+        if len(self.branch_keys) != len(self.choices):
+            raise self._error("branch_keys must list one entry per branch")
 
 
 Param: TypeAlias = FloatParam | IntParam | CategoricalParam
@@ -292,11 +346,52 @@ class SearchSpace:
 
     ``params`` is stored sorted by name. ``order`` lists every leaf path (parameters and constants)
     in the order configs should present them; it defaults to constants first, then parameters.
+
+    Conditional spaces. A `BranchParam` at path P chooses among sub-spaces (branches); the
+    parameters and constants of branch i have paths ``(*P, Branch(i), ...)`` and are *active*
+    only when P is active and takes the value i (a branch may hold further choices, to any
+    depth). A config holds the active parameters only: the chosen dict with its values, never
+    another branch's keys. On the unit cube:
+
+    - the choice itself is one categorical dimension (the cores already handle categoricals:
+      one-hot in the GP kernel, category moves in PSO and the GA);
+    - every parameter of every branch keeps its own dimension, and while inactive it sits at the
+      fixed coordinate `INACTIVE_UNIT` (0.5): ``from_unit`` ignores it, ``to_unit`` returns 0.5,
+      ``encode`` gives None for it, and `Lattice.snap` writes 0.5 there.
+
+    Why this encoding ("imputation of inactive parameters", as SMAC's random forest does, Hutter
+    et al., LION 2011; Lévesque et al., IJCNN 2017, compare it with dedicated kernels):
+
+    - the distance between two configs of the same branch is the distance between their active
+      values, exactly as in the unconditional space (their inactive coordinates are equal), so a
+      GP length scale, a particle's velocity or a GA step learned inside a branch mean the same
+      thing whatever the other branches hold;
+    - no dimension is wasted: two unit points that differ only in inactive coordinates are the
+      same config, and because every point a core emits is snapped (inactive coordinates set to
+      0.5), a core never proposes, evaluates or de-duplicates "different" points that are one
+      config, and the GP never explains its data with a coordinate that had no effect;
+    - configs of different branches differ in the choice's dimension (for the GP kernel a
+      constant distance, one-hot) plus the active values' offsets from 0.5, the centre of each
+      domain, which bounds that offset at half the range.
+    A dedicated kernel (Swersky et al., 2013, "arc kernel"; Jenatton et al., ICML 2017, tree
+    GPs) would make cross-branch distances independent of the values, at the cost of a feature
+    map and gradients of its own; we keep one encoding that all three cores share. The price is
+    the extra dimensions themselves: a GP over two branches with one parameter each fits 3
+    length scales (the choice, momentum, beta1) where each branch alone would fit 1.
     """
 
     params: tuple[Param, ...]
     constants: tuple[Constant, ...] = ()
     order: tuple[Path, ...] = field(default=())
+    # Derived in __post_init__: per parameter (and constant), the (choice dimension, branch
+    # index) pairs that must all hold for it to be active, outermost first; the choices.
+    _param_conds: tuple[tuple[tuple[int, int], ...], ...] = field(
+        init=False, repr=False, compare=False
+    )
+    _const_conds: tuple[tuple[tuple[int, int], ...], ...] = field(
+        init=False, repr=False, compare=False
+    )
+    _selectors: tuple[int, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         params = tuple(sorted(self.params, key=lambda p: p.name))
@@ -312,7 +407,7 @@ class SearchSpace:
             seen.add(path)
         for path in leaves:
             for i in range(1, len(path)):
-                if path[:i] in seen:
+                if path[:i] in seen and not isinstance(path[i], Branch):
                     raise ValueError(
                         f"parameter {path_name(path[:i])!r} is both a value and a nested dict"
                     )
@@ -324,6 +419,16 @@ class SearchSpace:
                 raise ValueError("order must list every parameter and constant path exactly once")
         else:
             object.__setattr__(self, "order", tuple(leaves))
+        dim_of = {p.path: d for d, p in enumerate(params)}
+        param_conds = tuple(_conditions(p.path, dim_of, params) for p in params)
+        const_conds = tuple(_conditions(c.path, dim_of, params) for c in self.constants)
+        object.__setattr__(self, "_param_conds", param_conds)
+        object.__setattr__(self, "_const_conds", const_conds)
+        object.__setattr__(
+            self,
+            "_selectors",
+            tuple(d for d, p in enumerate(params) if isinstance(p, BranchParam)),
+        )
 
     # ---- metadata a core reads -------------------------------------------------------------
     @property
@@ -336,7 +441,7 @@ class SearchSpace:
 
     @property
     def kinds(self) -> tuple[str, ...]:
-        """Per dimension: "float", "int" or "categorical"."""
+        """Per dimension: "float", "int" or "categorical" (a branch choice is categorical)."""
         return tuple(p.kind for p in self.params)
 
     @property
@@ -345,8 +450,20 @@ class SearchSpace:
         return tuple(p.n_choices for p in self.params)
 
     @property
+    def conditional(self) -> bool:
+        """Whether some parameter is active only in some branch of a choice."""
+        return bool(self._selectors)
+
+    @property
+    def conditions(self) -> tuple[tuple[tuple[int, int], ...], ...]:
+        """Per dimension: the (choice dimension, branch index) pairs that make it active."""
+        return self._param_conds
+
+    @property
     def size(self) -> int | None:
-        """Number of distinct configs, or None when a dimension is continuous."""
+        """Number of distinct configs, or None when a reachable dimension is continuous."""
+        if self.conditional:
+            return self._scope_size(())
         total = 1
         for n in self.n_choices:
             if n is None:
@@ -365,9 +482,42 @@ class SearchSpace:
         """Every value of discrete dimension ``d``, in order (ValueError when continuous)."""
         return self.params[d].values()
 
+    def active(self, U: np.ndarray) -> np.ndarray:
+        """Which coordinates of unit points ``U`` ((m, dim) or (dim,)) are active, same shape."""
+        X = np.asarray(U, dtype=np.float64)
+        rows = np.atleast_2d(X)  # (m, dim)
+        mask = np.ones(rows.shape, dtype=bool)  # (m, dim)
+        if not self._selectors:
+            return mask if X.ndim == 2 else mask[0]
+        branch = {}  # the branch each row's unit point picks, per choice dimension
+        for sel in self._selectors:
+            n = len(self.params[sel].choices)  # type: ignore[union-attr]
+            branch[sel] = np.minimum(np.floor(np.maximum(rows[:, sel], 0.0) * n), n - 1)  # (m,)
+        for d, cond in enumerate(self._param_conds):
+            for sel, index in cond:
+                mask[:, d] &= branch[sel] == index
+        return mask if X.ndim == 2 else mask[0]
+
+    def canonical(self, U: np.ndarray) -> np.ndarray:
+        """``U`` ((m, dim) or (dim,)) with every inactive coordinate set to `INACTIVE_UNIT`: the
+        one unit point of each config. The identity on an unconditional space."""
+        X = np.array(U, dtype=np.float64)
+        if not self.conditional:
+            return X
+        return np.where(self.active(X), X, INACTIVE_UNIT)
+
     # ---- configs <-> unit cube -------------------------------------------------------------
     def to_unit(self, config: Mapping[str, Any]) -> np.ndarray:
         """The unit-cube point of a config; ValueError naming the parameter when out of domain."""
+        if self.conditional:
+            codes = self.encode(config)
+            return np.array(
+                [
+                    INACTIVE_UNIT if c is None else p.to_unit(p.decode(c))
+                    for p, c in zip(self.params, codes, strict=True)
+                ],
+                dtype=np.float64,
+            )  # (dim,)
         return np.array(
             [p.to_unit(_lookup(config, p)) for p in self.params], dtype=np.float64
         )  # (dim,)
@@ -380,6 +530,13 @@ class SearchSpace:
         if not np.all(np.isfinite(x)):
             raise ValueError(f"unit vector has non-finite entries: {x.tolist()}")
         x = np.clip(x, 0.0, 1.0)
+        if self.conditional:
+            active = self.active(x)
+            values = [
+                p.from_unit(float(xi)) if on else None
+                for p, xi, on in zip(self.params, x, active, strict=True)
+            ]
+            return self._assemble(values)
         values = [p.from_unit(float(xi)) for p, xi in zip(self.params, x, strict=True)]
         return self._assemble(values)
 
@@ -389,14 +546,31 @@ class SearchSpace:
 
     # ---- exact encoding, keys, state -------------------------------------------------------
     def encode(self, config: Mapping[str, Any]) -> list[Encoded]:
-        """JSON-safe scalars, one per dimension; ValueError naming the parameter if invalid."""
-        return [p.encode(_lookup(config, p)) for p in self.params]
+        """JSON-safe scalars, one per dimension (None for an inactive one); ValueError naming
+        the parameter if invalid."""
+        if not self.conditional:
+            return [p.encode(_lookup(config, p)) for p in self.params]
+        codes: list[Encoded] = [None] * self.dim
+        branch: dict[int, int] = {}
+        # Outer choices first: a parameter's conditions name only choices with shorter paths.
+        for d in sorted(range(self.dim), key=lambda d: len(self._param_conds[d])):
+            if not all(branch.get(s) == i for s, i in self._param_conds[d]):
+                continue
+            param = self.params[d]
+            if isinstance(param, BranchParam):
+                branch[d] = self._match_branch(d, config)
+                codes[d] = branch[d]
+            else:
+                codes[d] = param.encode(_lookup(config, param))
+        return codes
 
     def decode(self, codes: Sequence[Encoded]) -> dict[str, Any]:
         """The config of ``encode``'s output (inverse of ``encode``)."""
         if len(codes) != self.dim:
             raise ValueError(f"expected {self.dim} encoded values, got {len(codes)}")
-        return self._assemble([p.decode(c) for p, c in zip(self.params, codes, strict=True)])
+        return self._assemble(
+            [None if c is None else p.decode(c) for p, c in zip(self.params, codes, strict=True)]
+        )
 
     def key(self, config: Mapping[str, Any]) -> tuple[Encoded, ...]:
         """A hashable key; two configs share it exactly when they are the same point."""
@@ -406,14 +580,53 @@ class SearchSpace:
         """A JSON description of the dimensions, stored in state to catch a changed space."""
         out: list[Any] = []
         for p in self.params:
-            if isinstance(p, CategoricalParam):
+            if isinstance(p, BranchParam):
+                keys = [None if k is None else [_choice_tag(x) for x in k] for k in p.branch_keys]
+                out.append([p.name, "branch", len(p.choices), keys])
+            elif isinstance(p, CategoricalParam):
                 out.append([p.name, p.kind, len(p.choices), [_choice_tag(c) for c in p.choices]])
             else:
                 out.append([p.name, p.kind, repr(p.lower), repr(p.upper), p.log, repr(p.q)])
         return out
 
+    # ---- finite spaces: the grid -----------------------------------------------------------
+    def grid_blocks(self) -> list[tuple[dict[int, int], list[int]]]:
+        """The grid as scikit-learn's ``ParameterGrid`` over a list of dicts: one block per
+        combination of branches (outer choices vary slowest, each choice's branches in order),
+        each block the product of its active non-choice dimensions (name order, last fastest).
+
+        Each block is ``(branch by choice dimension, free dimensions)``. An unconditional space
+        is one block of every dimension.
+        """
+        blocks = []
+        for assignment in self._assignments(()):
+            branch = dict(assignment)
+            free = [
+                d
+                for d in range(self.dim)
+                if d not in branch and all(branch.get(s) == i for s, i in self._param_conds[d])
+            ]
+            blocks.append((branch, free))
+        return blocks
+
+    def grid_unit(self, block: tuple[dict[int, int], list[int]], index: int) -> np.ndarray:
+        """Point ``index`` of a block of `grid_blocks` ((dim,), canonical)."""
+        branch, free = block
+        u = np.full(self.dim, INACTIVE_UNIT)  # (dim,)
+        for d, i in branch.items():
+            u[d] = (i + 0.5) / len(self.params[d].choices)  # type: ignore[union-attr]
+        for d in reversed(free):
+            levels = self.unit_levels(d)
+            if levels is None:
+                raise ValueError(f"parameter {self.params[d].name!r} is continuous")
+            index, digit = divmod(index, len(levels))
+            u[d] = levels[digit]
+        return u
+
     # ---- helpers ---------------------------------------------------------------------------
     def _assemble(self, values: list[Any]) -> dict[str, Any]:
+        if self.conditional:
+            return self._assemble_conditional(values)
         by_path: dict[Path, Any] = {p.path: v for p, v in zip(self.params, values, strict=True)}
         for c in self.constants:
             by_path[c.path] = copy.deepcopy(c.value)
@@ -425,12 +638,122 @@ class SearchSpace:
             node[path[-1]] = by_path[path]
         return config
 
+    def _assemble_conditional(self, values: list[Any]) -> dict[str, Any]:
+        branch = {d: int(values[d]) for d in self._selectors if values[d] is not None}
+        by_path: dict[Path, Any] = {}
+        dicts: set[Path] = set()  # choices whose active branch is a dict
+        for p, v in zip(self.params, values, strict=True):
+            if v is None:
+                continue
+            if isinstance(p, BranchParam):
+                if p.branch_keys[int(v)] is not None:
+                    dicts.add(p.path)
+            else:
+                by_path[p.path] = v
+        for c, cond in zip(self.constants, self._const_conds, strict=True):
+            if all(branch.get(s) == i for s, i in cond):
+                by_path[c.path] = copy.deepcopy(c.value)
+        config: dict[Any, Any] = {}
+        for path in self.order:
+            if path in by_path:
+                where, value = config_path(path), by_path[path]
+            elif path in dicts:
+                where = config_path(path)
+                value = _find(config, where, {})
+            else:
+                continue  # inactive, or a choice whose branch is a plain value (its constant)
+            node = config
+            for part in where[:-1]:
+                node = node.setdefault(part, {})
+            node[where[-1]] = value
+        return config
+
+    def _match_branch(self, d: int, config: Mapping[str, Any]) -> int:
+        """The first branch of choice ``d`` that the config's value at its path fits."""
+        param = self.params[d]
+        if not isinstance(param, BranchParam):
+            raise TypeError(f"internal: dimension {d} is not a branch choice")
+        node = _lookup(config, param)
+        scope = self._param_conds[d]
+        for strict in (True, False):
+            for i, keys in enumerate(param.branch_keys):
+                if self._fits_branch(node, (*scope, (d, i)), keys, strict):
+                    return i
+        raise param._error(
+            f"{node!r} matches none of its {len(param.choices)} branches (a branch matches when "
+            "its keys, its constant values and the domains of its parameters all agree)"
+        )
+
+    def _fits_branch(
+        self, node: Any, cond: tuple[tuple[int, int], ...], keys: Any, strict: bool
+    ) -> bool:
+        if keys is not None and not (isinstance(node, Mapping) and set(node) == set(keys)):
+            return False
+        for c, c_cond in zip(self.constants, self._const_conds, strict=True):
+            if c_cond != cond:
+                continue
+            value = _find(node, self._relative(c.path, cond))
+            same_type = type(value) is type(c.value) or not strict
+            if value is _ABSENT or not (
+                value is c.value or (same_type and _safe_equal(value, c.value))
+            ):
+                return False
+        if keys is None:
+            return True
+        for p, p_cond in zip(self.params, self._param_conds, strict=True):
+            if p_cond != cond or isinstance(p, BranchParam):
+                continue
+            value = _find(node, self._relative(p.path, cond))
+            if value is _ABSENT:
+                return False
+            try:
+                p.encode(value)
+            except ValueError:
+                return False
+        return True
+
+    def _relative(self, path: Path, cond: tuple[tuple[int, int], ...]) -> Path:
+        """The keys of ``path`` below the branch named last in ``cond`` (its direct branch)."""
+        return path[len(self.params[cond[-1][0]].path) + 1 :]
+
+    def _scope_size(self, cond: tuple[tuple[int, int], ...]) -> int | None:
+        total = 1
+        for d, p in enumerate(self.params):
+            if self._param_conds[d] != cond:
+                continue
+            if isinstance(p, BranchParam):
+                sizes = [self._scope_size((*cond, (d, i))) for i in range(len(p.choices))]
+                if any(s is None for s in sizes):
+                    return None
+                total *= sum(s for s in sizes if s is not None)
+            elif p.n_choices is None:
+                return None
+            else:
+                total *= p.n_choices
+        return total
+
+    def _assignments(self, cond: tuple[tuple[int, int], ...]) -> list[list[tuple[int, int]]]:
+        """Every combination of branches of the choices in scope ``cond`` (first slowest)."""
+        out: list[list[tuple[int, int]]] = [[]]
+        for d in self._selectors:
+            if self._param_conds[d] != cond:
+                continue
+            options = [
+                [(d, i), *inner]
+                for i in range(len(self.params[d].choices))  # type: ignore[union-attr]
+                for inner in self._assignments((*cond, (d, i)))
+            ]
+            out = [[*a, *b] for a in out for b in options]
+        return out
+
 
 class Lattice:
     """The space's metadata as the cores (GP, PSO, GA) need it: which dimensions are categorical,
     and each discrete dimension's unit levels, to snap a point onto values that exist."""
 
     def __init__(self, space: SearchSpace) -> None:
+        self.space = space
+        self.conditional = space.conditional
         self.dim = space.dim
         self.levels: list[np.ndarray | None] = [space.unit_levels(d) for d in range(self.dim)]
         kinds = space.kinds
@@ -447,12 +770,27 @@ class Lattice:
         )  # (dim,)
 
     def snap(self, u: np.ndarray) -> np.ndarray:
-        """``u`` clipped to [0, 1], each discrete coordinate moved to its nearest level."""
+        """``u`` clipped to [0, 1], each discrete coordinate moved to its nearest level, each
+        inactive coordinate of a conditional space set to `INACTIVE_UNIT` (`SearchSpace`)."""
+        out = self._snap_levels(u)
+        return self.space.canonical(out) if self.conditional else out
+
+    def _snap_levels(self, u: np.ndarray) -> np.ndarray:
         out = np.clip(np.asarray(u, dtype=np.float64), 0.0, 1.0)  # (dim,)
         for d, lv in enumerate(self.levels):
             if lv is not None:
                 out[d] = lv[self.level_index(d, out[d])]
         return out
+
+    def snap_rows(self, U: np.ndarray) -> np.ndarray:
+        """`snap` of each row of ``U`` ((m, dim)), the inactive coordinates set all at once."""
+        out = np.stack([self._snap_levels(u) for u in U])  # (m, dim)
+        return self.space.canonical(out) if self.conditional else out
+
+    def canonical(self, U: np.ndarray) -> np.ndarray:
+        """`SearchSpace.canonical`: inactive coordinates of ``U`` ((m, dim) or (dim,)) set to
+        `INACTIVE_UNIT`; ``U`` itself on an unconditional space."""
+        return self.space.canonical(U) if self.conditional else U
 
     def level_index(self, d: int, x: float) -> int:
         """Index of the level of discrete dimension ``d`` nearest to ``x``."""
@@ -475,9 +813,37 @@ class Lattice:
         return min(max(math.floor(x * n), 0), n - 1)
 
 
+_ABSENT: Any = object()
+
+
+def _find(node: Any, path: Path, default: Any = _ABSENT) -> Any:
+    """The value at ``path`` (config keys) below ``node``, or ``default`` when absent."""
+    for part in path:
+        if not isinstance(node, Mapping) or part not in node:
+            return default
+        node = node[part]
+    return node
+
+
+def _conditions(
+    path: Path, dim_of: Mapping[Path, int], params: Sequence[Param]
+) -> tuple[tuple[int, int], ...]:
+    """The (choice dimension, branch index) pairs a path's `Branch` elements name."""
+    out = []
+    for k, part in enumerate(path):
+        if isinstance(part, Branch):
+            d = dim_of.get(path[:k])
+            if d is None or not isinstance(params[d], BranchParam):
+                raise ValueError(f"{path_name(path)!r}: {path_name(path[:k])!r} is not a choice")
+            if not 0 <= part.index < len(params[d].choices):  # type: ignore[union-attr]
+                raise ValueError(f"{path_name(path)!r}: no such branch")
+            out.append((d, part.index))
+    return tuple(out)
+
+
 def _lookup(config: Mapping[str, Any], param: _ParamBase) -> Any:
     node: Any = config
-    for part in param.path:
+    for part in config_path(param.path):
         if not isinstance(node, Mapping) or part not in node:
             raise ValueError(f"parameter {param.name!r} is missing from the config")
         node = node[part]

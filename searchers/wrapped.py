@@ -40,9 +40,17 @@ import numpy as np
 from ray.tune.search import Searcher
 
 from searchers.base import BaseSearcher
-from searchers.space import CategoricalParam, Encoded, FloatParam, IntParam, Param, SearchSpace
+from searchers.space import (
+    BranchParam,
+    CategoricalParam,
+    Encoded,
+    FloatParam,
+    IntParam,
+    Param,
+    SearchSpace,
+)
 
-__all__ = ["BACKENDS", "WrappedSearcher"]
+__all__ = ["BACKENDS", "DefineByRun", "WrappedSearcher"]
 
 _TRAINING_ITERATION = "training_iteration"
 
@@ -83,24 +91,42 @@ def _build_hyperopt(
     from hyperopt.pyll import scope
     from ray.tune.search.hyperopt import HyperOptSearch
 
-    native: dict[str, Any] = {}
-    for name, param in zip(names, space.params, strict=True):
+    def expression(name: str, param: Param) -> Any:
         if isinstance(param, CategoricalParam):
-            native[name] = hp.choice(name, list(range(len(param.choices))))
-        elif isinstance(param, FloatParam) and param.q is None:
+            return hp.choice(name, list(range(len(param.choices))))
+        if isinstance(param, FloatParam) and param.q is None:
             if param.log:
-                native[name] = hp.loguniform(name, math.log(param.lower), math.log(param.upper))
-            else:
-                native[name] = hp.uniform(name, param.lower, param.upper)
+                return hp.loguniform(name, math.log(param.lower), math.log(param.upper))
+            return hp.uniform(name, param.lower, param.upper)
+        k_lo, k_hi = _k_range(param)
+        # Bounds widened by half a step so that rounding gives every k an equal share.
+        if param.log:
+            expr = hp.qloguniform(name, math.log(k_lo - 0.5), math.log(k_hi + 0.5), 1)
         else:
-            k_lo, k_hi = _k_range(param)
-            # Bounds widened by half a step so that rounding gives every k an equal share.
-            if param.log:
-                expr = hp.qloguniform(name, math.log(k_lo - 0.5), math.log(k_hi + 0.5), 1)
+            expr = hp.quniform(name, k_lo - 0.5, k_hi + 0.5, 1)
+        return scope.int(expr)
+
+    def nested(cond: tuple[tuple[int, int], ...]) -> dict[str, Any]:
+        """HyperOpt's own conditional space: a nested ``hp.choice`` per branch choice, whose
+        option i is the dict of branch i's parameters plus a marker naming the branch."""
+        out: dict[str, Any] = {}
+        for d, (name, param) in enumerate(zip(names, space.params, strict=True)):
+            if space.conditions[d] != cond:
+                continue
+            if isinstance(param, BranchParam):
+                options = [
+                    {_branch_marker(name): i, **nested((*cond, (d, i)))}
+                    for i in range(len(param.choices))
+                ]
+                # Keyed apart from its label: Ray's points_to_evaluate conversion looks labels up
+                # among the top-level keys and cannot map an index onto a dict option.
+                out[_branch_marker(name)] = hp.choice(name, options)
             else:
-                expr = hp.quniform(name, k_lo - 0.5, k_hi + 0.5, 1)
-            native[name] = scope.int(expr)
-    return HyperOptSearch(
+                out[name] = expression(name, param)
+        return out
+
+    native = nested(())
+    searcher = HyperOptSearch(
         space=native,
         metric=metric,
         mode=mode,
@@ -108,6 +134,17 @@ def _build_hyperopt(
         random_state_seed=seed,
         **options,
     )
+    if space.conditional and points:
+        # hyperopt.fmin.generate_trials_to_calculate records only the labels a point names;
+        # TPE then looks up every label, inactive ones too (KeyError): give those no value,
+        # as HyperOpt itself records an inactive branch's labels.
+        trials = searcher._hpopt_trials
+        for doc in trials._dynamic_trials:
+            for name in names:
+                doc["misc"]["idxs"].setdefault(name, [])
+                doc["misc"]["vals"].setdefault(name, [])
+        trials.refresh()
+    return searcher
 
 
 def _optuna_options(sampler_name: str) -> Callable[[], frozenset[str]]:
@@ -132,20 +169,23 @@ def _optuna_builder(sampler_name: str) -> Callable[..., Searcher]:
         import optuna
         from ray.tune.search.optuna import OptunaSearch
 
-        native: dict[str, Any] = {}
-        for name, param in zip(names, space.params, strict=True):
-            if isinstance(param, CategoricalParam):
-                native[name] = optuna.distributions.CategoricalDistribution(
-                    list(range(len(param.choices)))
-                )
-            elif isinstance(param, FloatParam) and param.q is None:
-                native[name] = optuna.distributions.FloatDistribution(
-                    float(param.lower), float(param.upper), log=param.log
-                )
-            else:
-                k_lo, k_hi = _k_range(param)
-                native[name] = optuna.distributions.IntDistribution(k_lo, k_hi, log=param.log)
-        sampler = getattr(optuna.samplers, sampler_name)(seed=seed, **options)
+        native: dict[str, Any] | DefineByRun = {
+            name: _optuna_distribution(param)
+            for name, param in zip(names, space.params, strict=True)
+        }
+        if space.conditional:
+            # Define-by-run: only the chosen branch's parameters are suggested, so that Optuna
+            # records (and its samplers model) the active parameters alone.
+            native = DefineByRun(_define_by_run_scope(space, names, ()))
+        sampler_class = getattr(optuna.samplers, sampler_name)
+        if (
+            space.conditional
+            and "warn_independent_sampling" in inspect.signature(sampler_class).parameters
+        ):
+            # GP and CMA-ES model the parameters every trial has and draw a branch's own ones at
+            # random (Optuna's design); said once in our docs, not in a warning per trial.
+            options = {"warn_independent_sampling": False, **options}
+        sampler = sampler_class(seed=seed, **options)
         return OptunaSearch(
             space=native,
             metric=metric,
@@ -155,6 +195,77 @@ def _optuna_builder(sampler_name: str) -> Callable[..., Searcher]:
         )
 
     return build
+
+
+def _optuna_distribution(param: Param) -> Any:
+    import optuna
+
+    if isinstance(param, CategoricalParam):
+        return optuna.distributions.CategoricalDistribution(list(range(len(param.choices))))
+    if isinstance(param, FloatParam) and param.q is None:
+        return optuna.distributions.FloatDistribution(
+            float(param.lower), float(param.upper), log=param.log
+        )
+    k_lo, k_hi = _k_range(param)
+    return optuna.distributions.IntDistribution(k_lo, k_hi, log=param.log)
+
+
+# One parameter of a define-by-run scope: (name, distribution, per branch its scope, or None).
+_ScopeEntry = tuple[str, Any, list[Any] | None]
+
+
+def _define_by_run_scope(
+    space: SearchSpace, names: list[str], cond: tuple[tuple[int, int], ...]
+) -> list[_ScopeEntry]:
+    scope: list[_ScopeEntry] = []
+    for d, (name, param) in enumerate(zip(names, space.params, strict=True)):
+        if space.conditions[d] != cond:
+            continue
+        children = None
+        if isinstance(param, BranchParam):
+            children = [
+                _define_by_run_scope(space, names, (*cond, (d, i)))
+                for i in range(len(param.choices))
+            ]
+        scope.append((name, _optuna_distribution(param), children))
+    return scope
+
+
+class DefineByRun:
+    """Optuna's define-by-run space of a conditional `SearchSpace`: each branch choice is
+    suggested, then the parameters of the chosen branch only. A class (not a closure), as
+    Ray's OptunaSearch pickles its space with its state."""
+
+    def __init__(self, scope: list[_ScopeEntry]) -> None:
+        self.scope = scope
+
+    def __call__(self, trial: Any) -> None:
+        self._suggest(trial, self.scope)
+
+    def distributions(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        """The distribution of each parameter named in ``params`` (an active set)."""
+        out: dict[str, Any] = {}
+        stack = [self.scope]
+        while stack:
+            for name, distribution, children in stack.pop():
+                if name in params:
+                    out[name] = distribution
+                    if children is not None:
+                        stack.append(children[int(params[name])])
+        return out
+
+    def _suggest(self, trial: Any, scope: list[_ScopeEntry]) -> None:
+        import optuna
+
+        for name, dist, children in scope:
+            if isinstance(dist, optuna.distributions.CategoricalDistribution):
+                value = trial.suggest_categorical(name, list(dist.choices))
+            elif isinstance(dist, optuna.distributions.FloatDistribution):
+                value = trial.suggest_float(name, dist.low, dist.high, log=dist.log)
+            else:
+                value = trial.suggest_int(name, dist.low, dist.high, log=dist.log)
+            if children is not None:
+                self._suggest(trial, children[int(value)])
 
 
 BACKENDS: dict[str, _Backend] = {
@@ -254,7 +365,12 @@ class WrappedSearcher(BaseSearcher):
         inner = self._ready_inner()
         if trial_id is None:
             native = self._to_native(codes)
-            if value is None:
+            space = getattr(inner, "_space", None)
+            if isinstance(space, DefineByRun):
+                _add_optuna_trial(
+                    inner, space, native, None if value is None else self._raw(value)
+                )
+            elif value is None:
                 inner.add_evaluated_point(native, 0.0, error=True)
             else:
                 inner.add_evaluated_point(native, self._raw(value), pruned=pruned)
@@ -291,6 +407,8 @@ class WrappedSearcher(BaseSearcher):
 
     def _from_native(self, suggestion: Mapping[str, Any]) -> list[Encoded]:
         space = self._ready_space()
+        if space.conditional:
+            return self._from_native_conditional(_leaves(suggestion))
         codes: list[Encoded] = []
         for name, param in zip(self._names, space.params, strict=True):
             if name not in suggestion:
@@ -298,10 +416,28 @@ class WrappedSearcher(BaseSearcher):
             codes.append(_code_from_native(param, suggestion[name]))
         return codes
 
+    def _from_native_conditional(self, flat: Mapping[str, Any]) -> list[Encoded]:
+        """Codes of a library's conditional suggestion: its active parameters, None elsewhere
+        (HyperOpt names a branch by its marker, Optuna by the choice's own name)."""
+        space = self._ready_space()
+        codes: list[Encoded] = [None] * space.dim
+        for d in sorted(range(space.dim), key=lambda d: len(space.conditions[d])):
+            if not all(codes[s] == i for s, i in space.conditions[d]):
+                continue
+            name, param = self._names[d], space.params[d]
+            value = flat.get(_branch_marker(name), flat.get(name, _NONE))
+            if value is _NONE:
+                raise RuntimeError(f"{self.searcher_name} suggested no value for {param.name!r}")
+            codes[d] = _code_from_native(param, value)
+        return codes
+
     def _to_native(self, codes: list[Encoded]) -> dict[str, Any]:
+        """Library values of the active parameters (an inactive one, None, is left out)."""
         space = self._ready_space()
         native: dict[str, Any] = {}
         for name, param, code in zip(self._names, space.params, codes, strict=True):
+            if code is None:
+                continue
             native[name] = int(code) // int(param.q) if isinstance(param, IntParam) else code
         return native
 
@@ -312,6 +448,42 @@ def _native_names(space: SearchSpace) -> list[str]:
     if len(set(names)) != len(names):
         names = [f"p{d}" for d in range(space.dim)]
     return names
+
+
+_NONE: Any = object()
+
+
+def _branch_marker(name: str) -> str:
+    """The key under which HyperOpt's option of a branch choice carries the branch index."""
+    return f"{name}#branch"
+
+
+def _leaves(suggestion: Mapping[str, Any]) -> dict[str, Any]:
+    """Every key -> value of a nested suggestion (HyperOpt nests a branch's parameters)."""
+    out: dict[str, Any] = {}
+    stack = [suggestion]
+    while stack:
+        for key, value in stack.pop().items():
+            if isinstance(value, Mapping):
+                stack.append(value)
+            else:
+                out[str(key)] = value
+    return out
+
+
+def _add_optuna_trial(
+    inner: Searcher, space: DefineByRun, native: dict[str, Any], value: float | None
+) -> None:
+    """A point evaluated elsewhere into a define-by-run OptunaSearch (Ray's own
+    ``add_evaluated_point`` refuses define-by-run spaces): a finished Optuna trial with the
+    active parameters' distributions; None: a failed one."""
+    import optuna
+
+    state = optuna.trial.TrialState.COMPLETE if value is not None else optuna.trial.TrialState.FAIL
+    trial = optuna.trial.create_trial(
+        params=native, distributions=space.distributions(native), value=value, state=state
+    )
+    inner._ot_study.add_trial(trial)  # type: ignore[attr-defined]
 
 
 def _k_range(param: Param) -> tuple[int, int]:

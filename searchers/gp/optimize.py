@@ -70,7 +70,7 @@ def maximize_log_ei(
     top = _distinct(cand[order], settings.n_refine)  # (r, dim)
     continuous = [d for d in range(lattice.dim) if lattice.levels[d] is None]
     if continuous and settings.maxiter > 0:
-        top = _refine(model, best, fmap, top, continuous, settings.maxiter)
+        top = _refine(model, best, fmap, top, continuous, settings.maxiter, lattice)
     top_values = _log_ei(model, best, fmap, top)
     for i in range(len(top)):
         top[i], top_values[i] = _discrete_moves(
@@ -108,7 +108,7 @@ def _candidates(
             local[~switch, d] = centres[~switch, d]
         parts.append(local)
     cand = np.vstack(parts)  # (m, dim)
-    return np.stack([lattice.snap(u) for u in cand])
+    return lattice.snap_rows(cand)
 
 
 def _log_ei(model: GaussianProcess, best: float, fmap: FeatureMap, U: np.ndarray) -> np.ndarray:
@@ -134,10 +134,14 @@ def _refine(
     top: np.ndarray,
     continuous: list[int],
     maxiter: int,
+    lattice: Lattice,
 ) -> np.ndarray:
     r, n_c = len(top), len(continuous)
     cols = np.array([fmap.column[d] for d in continuous])
     base = top.copy()
+    # Conditional space: an inactive coordinate stays at its fixed value (zero gradient); the
+    # branch choices are categorical, so which coordinates are active does not change here.
+    active = lattice.space.active(base)[:, continuous].ravel() if lattice.conditional else None
 
     def negative(flat: np.ndarray) -> tuple[float, np.ndarray]:
         U = base.copy()
@@ -146,7 +150,10 @@ def _refine(
         values, grad = log_ei_with_gradient(mean, var, dmean, dvar, best)  # (r,), (r, F)
         values = np.where(np.isfinite(values), values, -1e6)
         grad = np.where(np.isfinite(grad), grad, 0.0)
-        return -float(values.sum()), -grad[:, cols].ravel()
+        flat_grad = grad[:, cols].ravel()
+        if active is not None:
+            flat_grad = np.where(active, flat_grad, 0.0)
+        return -float(values.sum()), -flat_grad
 
     x0 = base[:, continuous].ravel()
     res = scipy.optimize.minimize(
@@ -160,6 +167,7 @@ def _refine(
     out = base.copy()
     if np.all(np.isfinite(res.x)):
         out[:, continuous] = np.clip(res.x.reshape(r, n_c), 0.0, 1.0)
+        out = lattice.canonical(out)
     # L-BFGS-B accepts only decreasing steps of the sum; keep each start's own better point.
     old, new = _log_ei(model, best, fmap, base), _log_ei(model, best, fmap, out)
     return np.where((new >= old)[:, None], out, base)
@@ -180,7 +188,10 @@ def _discrete_moves(
         return u, value
     for _ in range(rounds):
         variants: list[np.ndarray] = []
+        active = lattice.space.active(u) if lattice.conditional else None
         for d in discrete:
+            if active is not None and not active[d]:
+                continue  # a move there is the same config
             levels = lattice.levels[d]
             if levels is None:
                 continue
@@ -200,7 +211,8 @@ def _discrete_moves(
                 variants.append(v)
         if not variants:
             break
-        V = np.stack(variants)  # (n_variants, dim)
+        # A move of a branch choice takes the new branch's parameters to their fixed value.
+        V = lattice.canonical(np.stack(variants))  # (n_variants, dim)
         values = _log_ei(model, best, fmap, V)
         j = int(np.argmax(values))
         if not values[j] > value:
