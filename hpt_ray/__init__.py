@@ -1,5 +1,10 @@
-"""hpt_ray: hyperparameter tuning for PyTorch and scikit-learn models on Ray Tune.
+"""hpt_ray: hyperparameter tuning for your training code, PyTorch and scikit-learn on Ray Tune.
 
+    def train_fn(config):                   # your own training code
+        for epoch in range(10):
+            hpt_ray.report({"val_loss": train_one_epoch(config)})
+
+    result = hpt_ray.tune_model(train_fn, space, metric="val_loss", mode="min")
     result = hpt_ray.tune_model(model, space, data="digits", searcher="optuna-tpe", num_samples=20)
     result.best_config, result.best_score, result.trials
     model = result.best_model()        # ready to predict (PyTorch: with its preprocessing)
@@ -29,23 +34,32 @@ _EXPORTS = {
     "load_model": "hpt_ray.tuning",
     "tune_model": "hpt_ray.tuning",
     "TuneSearchCV": "hpt_ray.search_cv",
+    "Checkpoint": "hpt_ray.function",
+    "get_checkpoint": "hpt_ray.function",
+    "report": "hpt_ray.function",
+    "with_data": "hpt_ray.function",
     "make_scheduler": "hpt_ray.schedulers",
     "read_results": "hpt_ray.results",
     "report_html": "hpt_ray.report",
 }
 __all__ = [
+    "Checkpoint",
     "ExperimentExistsError",
     "ExperimentInterrupted",
     "TuneResult",
     "TuneSearchCV",
+    "get_checkpoint",
     "load_model",
     "make_scheduler",
     "read_results",
+    "report",
     "report_html",
     "tune_model",
+    "with_data",
 ]
 
 if TYPE_CHECKING:
+    from hpt_ray.function import Checkpoint, get_checkpoint, report, with_data
     from hpt_ray.report import report_html
     from hpt_ray.results import read_results
     from hpt_ray.schedulers import make_scheduler

@@ -509,6 +509,16 @@ class ResultsWriter(Callback):
         record.status = self._ended_status(record)
         if record.status == "error":
             record.error = str(record.last_result.get("trial_error"))
+        if not record.iterations and not record.last_result:
+            # A training function that returned without reporting: nothing to rank it by.
+            record.status = "error"
+            record.error = (
+                "the trial ended without reporting any result; a training function reports "
+                f"with hpt_ray.report({{{self.metric!r}: ...}}) (ray.tune.report) or returns "
+                "its metric"
+            )
+            if not self._metric_seen:
+                self._fatal = MetricNotReportedError(f"trial {trial.trial_id}: {record.error}")
         record.checkpoint = _checkpoint_path(trial)
         self._end(record)
 

@@ -32,7 +32,7 @@ their scores in ``cv_results_`` are then the last stage they reached.
 
 Nothing is written to the working directory: without ``storage_path`` the Ray experiment lives in
 a temporary directory removed after ``fit``; with one, each fit gets its own new run directory
-``TuneSearchCV-<estimator>-<time>-<random suffix>`` under it (``hpt_ray.tuning.claim_directory``).
+``TuneSearchCV-<estimator>-<time>-<random suffix>`` under it (``hpt_ray.storage.claim_directory``).
 """
 
 from __future__ import annotations
@@ -57,9 +57,10 @@ from sklearn.utils.validation import _check_method_params
 
 import searchers
 from hpt_ray.cluster import check_feasible, ray_resource_names
+from hpt_ray.plan import grid_size
+from hpt_ray.run import ensure_ray, run_experiment
 from hpt_ray.schedulers import SafeScheduler, make_scheduler
 from hpt_ray.spaces import to_tune_space, validate_space
-from hpt_ray.tuning import ensure_ray, grid_size, run_experiment
 from trainables.data import Dataset
 from trainables.resources import resources_from_spec
 from trainables.sklearn_trainable import make_sklearn_trainable, max_reports

@@ -6,7 +6,7 @@ Usage (from the repository root)::
     .venv/bin/python scripts/bench_scale.py --trials 500 --reports 10 --skip-asha
 
 1. Overhead: the same N trials of a trivial function trainable (R reports each, no work) through
-   ``hpt_ray.tuning.run_experiment`` (our results writer, progress line, SafeScheduler, 1 s state
+   ``hpt_ray.run.run_experiment`` (our results writer, progress line, SafeScheduler, 1 s state
    snapshots) and through a bare ``ray.tune.Tuner`` with the same searcher ("random", seed 0),
    FIFO, ``reuse_actors=True`` and concurrency, in one process and one Ray session; the order
    alternates (bare, ours, bare, ours) and the median of the repeats is reported.
@@ -31,8 +31,8 @@ from ray import tune
 
 import searchers
 from hpt_ray import tune_model
+from hpt_ray.run import run_experiment
 from hpt_ray.schedulers import make_scheduler
-from hpt_ray.tuning import run_experiment
 from trainables.torch_trainable import mlp
 
 

@@ -321,8 +321,8 @@ def test_gpu_trials_run_on_the_gpu_worker(
     # CPUs and the head's 2. Each trial waits at a barrier until all three have started, so they
     # do run at once however slowly the machine starts them (a sleep only made it likely), and
     # the only placement that lets them is two on the worker and one on the head.
+    from hpt_ray.run import run_experiment
     from hpt_ray.schedulers import make_scheduler
-    from hpt_ray.tuning import run_experiment
     from searchers import make_searcher
 
     (tmp_path / "barrier").mkdir()

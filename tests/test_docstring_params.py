@@ -109,9 +109,14 @@ def _public_api() -> Iterator[tuple[str, Any]]:
             yield f"searchers.{name}", obj
 
 
+OUR_PACKAGES = ("hpt_ray", "searchers", "trainables")
+
+
 def _checked() -> Iterator[tuple[str, Callable[..., Any]]]:
     """Each public callable, and the public methods a public class defines itself."""
     for name, obj in _public_api():
+        if not str(getattr(obj, "__module__", "")).startswith(OUR_PACKAGES):
+            continue  # re-exported from Ray (hpt_ray.report is ray.tune.report): its own docs
         yield name, obj
         if inspect.isclass(obj):
             for attr, value in vars(obj).items():

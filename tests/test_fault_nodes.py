@@ -24,8 +24,8 @@ from ray import tune
 
 import searchers
 from hpt_ray.results import read_results
+from hpt_ray.run import run_experiment
 from hpt_ray.schedulers import make_scheduler
-from hpt_ray.tuning import run_experiment
 
 pytestmark = [pytest.mark.slow, pytest.mark.fault]
 

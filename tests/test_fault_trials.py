@@ -11,8 +11,8 @@ from ray import tune
 from ray.tune.search import Searcher
 
 import searchers
+from hpt_ray.run import run_experiment
 from hpt_ray.schedulers import make_scheduler
-from hpt_ray.tuning import run_experiment
 
 pytestmark = [pytest.mark.slow, pytest.mark.fault, pytest.mark.usefixtures("ray_local")]
 

@@ -38,7 +38,7 @@ from hpt_ray.results import (
     staging_directory,
     write_remote_file,
 )
-from hpt_ray.tuning import ExperimentExistsError, claim_location, stage_remote_run
+from hpt_ray.storage import ExperimentExistsError, claim_location, stage_remote_run
 
 pytestmark = pytest.mark.slow
 

@@ -24,15 +24,10 @@ from sklearn.linear_model import LogisticRegression
 
 import searchers
 from hpt_ray.results import LOG_FILE, MetricNotReportedError, read_log
+from hpt_ray.run import run_experiment
 from hpt_ray.schedulers import SafeScheduler, make_scheduler
-from hpt_ray.tuning import (
-    ExperimentExistsError,
-    TrialFailuresWarning,
-    claim_directory,
-    run_experiment,
-    tune_model,
-    unique_name,
-)
+from hpt_ray.storage import ExperimentExistsError, claim_directory, unique_name
+from hpt_ray.tuning import TrialFailuresWarning, tune_model
 from trainables.data import load_data
 
 ROOT = Path(__file__).resolve().parents[1]

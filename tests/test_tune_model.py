@@ -117,7 +117,7 @@ def test_other_schedulers_run_to_completion(tmp_path, scheduler):
 
 
 def test_snapshot_budget_is_validated(monkeypatch):
-    from hpt_ray.tuning import snapshot_budget
+    from hpt_ray.run import snapshot_budget
 
     monkeypatch.setenv("HPT_RAY_SNAPSHOT_BUDGET", "0.2")
     assert snapshot_budget() == 0.2

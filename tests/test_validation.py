@@ -58,7 +58,7 @@ def test_bad_input_fails_before_any_trial(tmp_path, model, space, kwargs, patter
 def test_elasticnet_space_is_accepted(tmp_path):
     # The positive control for the cases above: the same path with a valid space gets past
     # validation.
-    from hpt_ray.tuning import plan_experiment
+    from hpt_ray.plan import plan_experiment
 
     plan = plan_experiment(
         ElasticNet(),
