@@ -50,6 +50,15 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--storage-path", help="override the file's storage_path")
     run.add_argument("--name", help="override the file's experiment name")
     run.add_argument("--num-samples", type=int, help="override the file's num_samples")
+    run.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a field of the file, the value read as YAML; a dotted key reaches into "
+        "mappings; repeatable: --set searcher=pso --set epochs=3 "
+        "--set space.lr.loguniform=[1e-4,1e-2] --set scheduler_options.grace_period=2",
+    )
     run.add_argument("--address", help="Ray cluster address (default: start a local Ray)")
     run.add_argument("--quiet", action="store_true", help="no progress line")
     run.set_defaults(handler=_run)
@@ -151,13 +160,14 @@ def _run(args: argparse.Namespace) -> int:
     from hpt_ray.experiment import load_experiment
     from hpt_ray.tuning import DEFAULT_STORAGE, claim_directory, claim_location
 
-    experiment = load_experiment(args.experiment)
-    overrides = {
-        key: getattr(args, key)
+    flags = [
+        (key, getattr(args, key))
         for key in ("storage_path", "name", "num_samples")
         if getattr(args, key) is not None
-    }
-    kwargs = {**experiment.kwargs, **overrides}
+    ]
+    # --set first, then the named flags: the document is checked as a whole, with both.
+    experiment = load_experiment(args.experiment, overrides=[*args.set, *flags])
+    kwargs = dict(experiment.kwargs)
     if args.address:
         kwargs["ray_address"] = args.address
     if args.quiet:
@@ -175,19 +185,24 @@ def _run(args: argparse.Namespace) -> int:
             Path(storage).expanduser().resolve(), kwargs.get("name"), prefix=prefix
         )
     kwargs["name"] = name
-    _keep_experiment_file(args.experiment, {**overrides, "name": name}, target)
+    _keep_experiment_file(experiment, name, target)
     return _tune_and_report(experiment, kwargs)
 
 
-def _keep_experiment_file(source: str, overrides: dict, target: str | Path) -> None:
-    """Copy the file (with the command line's overrides) into the experiment directory."""
+def _keep_experiment_file(experiment: Any, name: str, target: str | Path) -> None:
+    """Write the document as run (the file with every override) into the experiment directory.
+
+    ``base_dir`` is written as an absolute path: the copy lives elsewhere, and its relative data
+    paths and modules next to the original file must still be found on resume.
+    """
     import yaml
 
     from hpt_ray.cluster import is_uri
     from hpt_ray.results import write_remote_file
 
-    document = yaml.safe_load(Path(source).read_text())
-    document.update(overrides)
+    document = {**experiment.document, "name": name}
+    if experiment.base_dir is not None:
+        document["base_dir"] = str(experiment.base_dir)
     text = yaml.safe_dump(document, sort_keys=False)
     if is_uri(target):
         write_remote_file(str(target), EXPERIMENT_FILE, text.encode())
@@ -196,10 +211,8 @@ def _keep_experiment_file(source: str, overrides: dict, target: str | Path) -> N
 
 
 def _resume(args: argparse.Namespace) -> int:
-    import yaml
-
     from hpt_ray.cluster import is_uri
-    from hpt_ray.experiment import load_experiment, parse_experiment
+    from hpt_ray.experiment import load_experiment, parse_experiment, read_yaml
     from hpt_ray.results import read_remote_file
 
     missing = (
@@ -212,7 +225,7 @@ def _resume(args: argparse.Namespace) -> int:
         if data is None:
             raise FileNotFoundError(f"{location}/{EXPERIMENT_FILE} not found: {missing}")
         source = f"{location}/{EXPERIMENT_FILE}"
-        experiment = parse_experiment(yaml.safe_load(data.decode()), source=source)
+        experiment = parse_experiment(read_yaml(data.decode()), source=source)
         storage, _, name = location.rpartition("/")
     else:
         directory = Path(args.directory).expanduser().resolve()
@@ -318,8 +331,9 @@ def _submit(args: argparse.Namespace) -> int:
     from hpt_ray.experiment import load_experiment
 
     address = _need_address(args)
-    # Check the file here: a typo should not cost an upload and a failed job.
-    experiment = load_experiment(args.experiment)
+    # Check the file here: a typo should not cost an upload and a failed job. Its data is read
+    # where it runs.
+    experiment = load_experiment(args.experiment, load_data=False)
     storage = args.storage_path or experiment.kwargs.get("storage_path")
     client = job_client(address)
     submission = submit_experiment(
