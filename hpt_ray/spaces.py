@@ -5,7 +5,13 @@ Accepted for each parameter (nested dicts allowed for PyTorch configs):
     - a Ray Tune domain: ``tune.uniform``, ``loguniform``, ``quniform``, ``qloguniform``,
       ``randint``, ``lograndint``, ``qrandint``, ``qlograndint``, ``choice``, ``grid_search``;
     - a list or tuple (scikit-learn style): a choice, or a grid axis when the searcher is
-      ``"grid"``;
+      ``"grid"``; a dict among its values that holds domains, lists or distributions is a
+      sub-space (a conditional choice: only the chosen dict's parameters are in a config);
+    - ``tune.choice([{...}, {...}])`` whose dicts hold domains: a conditional choice between
+      sub-spaces, e.g. ``{"optimizer": tune.choice([{"name": "sgd", "momentum":
+      tune.uniform(0.5, 0.99)}, {"name": "adam", "beta1": tune.uniform(0.8, 0.99)}])}``; every
+      searcher supports it (see `searchers.space.SearchSpace`), and errors name a branch's
+      parameter as ``optimizer[1]/beta1``;
     - a frozen ``scipy.stats`` distribution from the bounded families ``uniform``, ``loguniform``
       / ``reciprocal`` and ``randint``: translated to the matching Tune domain, so model-based
       searchers see its bounds rather than an opaque sampler;
@@ -59,10 +65,26 @@ def _translate(path: str, value: Any, *, grid: bool) -> Any:
             raise ValueError(
                 f"space: parameter {path!r} is an empty list; give at least one value"
             )
-        return tune.grid_search(list(value)) if grid else tune.choice(list(value))
+        # A dict among the values that holds lists, distributions or domains is a sub-space of
+        # its own (a conditional choice), as in scikit-learn's list-of-dicts param_grid; a dict
+        # of plain values (e.g. a class_weight) stays a value, keys untouched.
+        values = [
+            {k: _translate(f"{path}[{i}].{k}", v, grid=grid) for k, v in item.items()}
+            if isinstance(item, Mapping) and any(map(_is_searchable, item.values()))
+            else item
+            for i, item in enumerate(value)
+        ]
+        return tune.grid_search(values) if grid else tune.choice(values)
     if _is_scipy_distribution(value):
         return _from_scipy(path, value)
     return value
+
+
+def _is_searchable(value: Any) -> bool:
+    """Whether ``value`` (a dict's value) is or holds something to search over."""
+    if isinstance(value, (Domain, list, tuple)) or _is_scipy_distribution(value):
+        return True
+    return isinstance(value, Mapping) and any(map(_is_searchable, value.values()))
 
 
 def _is_scipy_distribution(value: Any) -> bool:

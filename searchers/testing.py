@@ -28,7 +28,10 @@ must keep it:
 - a completion for a trial it never suggested is ignored;
 - ``points_to_evaluate`` come first;
 - ``save``/``restore`` mid-run with trials pending continues exactly as the uninterrupted one;
-- no two identical configs among pending trials (a wrapped library may be a known failure).
+- no two identical configs among pending trials (a wrapped library may be a known failure);
+- a conditional space (`CONDITIONAL_SPACE`: a choice between dicts with their own domains): each
+  config holds its chosen branch's keys only, in their domains; ``points_to_evaluate`` in a later
+  branch come first; ``save``/``restore`` with pending trials continues exactly.
 
 A searcher registered with ``grid=True`` gets `GRID_SPACE` (grid axes, no continuous floats).
 """
@@ -50,12 +53,16 @@ import searchers
 
 __all__ = [
     "CHECKS",
+    "CONDITIONAL_GRID_SPACE",
+    "CONDITIONAL_SPACE",
     "GENERIC_SPACE",
     "GRID_SPACE",
     "SMALL_DISCRETE",
     "SearcherTestCase",
     "build",
     "check_bad_results_are_survived",
+    "check_conditional_config",
+    "check_conditional_space",
     "check_config",
     "check_maximize_mode_in_domain",
     "check_no_duplicate_configs_among_pending",
@@ -64,6 +71,8 @@ __all__ = [
     "check_save_restore_mid_run_with_pending",
     "check_unknown_trial_completion_is_ignored",
     "check_values_in_domain_with_right_types",
+    "conditional_objective",
+    "conditional_space_for",
     "objective",
     "run",
     "run_all",
@@ -110,6 +119,40 @@ GRID_SPACE: dict[str, Any] = {
 }
 
 SMALL_DISCRETE: dict[str, Any] = {"a": tune.choice(["x", "y"]), "b": tune.choice([1, 2, 3])}
+
+#: A conditional space: each branch of "opt" has its own parameters; "nested" holds a choice
+#: inside a branch; branch 2 is a plain value.
+CONDITIONAL_SPACE: dict[str, Any] = {
+    "lr": tune.loguniform(1e-4, 1e-1),
+    "opt": tune.choice(
+        [
+            {"name": "sgd", "momentum": tune.uniform(0.5, 0.99), "nesterov": tune.choice([0, 1])},
+            {
+                "name": "adam",
+                "beta1": tune.quniform(0.8, 0.99, 0.01),
+                "inner": tune.choice([{"kind": "a", "k": tune.randint(1, 4)}, {"kind": "b"}]),
+            },
+            "none",
+        ]
+    ),
+    "const": 7,
+}
+
+CONDITIONAL_GRID_SPACE: dict[str, Any] = {
+    "layers": tune.randint(1, 3),
+    "opt": {
+        "grid_search": [
+            {"name": "sgd", "momentum": tune.choice([0.5, 0.9]), "nesterov": tune.choice([0, 1])},
+            {
+                "name": "adam",
+                "beta1": tune.quniform(0.8, 0.9, 0.05),
+                "inner": tune.choice([{"kind": "a", "k": tune.randint(1, 4)}, {"kind": "b"}]),
+            },
+            "none",
+        ]
+    },
+    "const": 7,
+}
 
 
 # ---- helpers a test file may reuse -----------------------------------------------------------
@@ -193,6 +236,55 @@ def check_config(config: Any, space: dict[str, Any]) -> None:
     assert 1 <= lri <= 9
     assert type(qlri) is int
     assert qlri in range(2, 17, 2)
+
+
+def conditional_space_for(name: str) -> dict[str, Any]:
+    return CONDITIONAL_GRID_SPACE if searchers.supports_grid(name) else CONDITIONAL_SPACE
+
+
+def conditional_objective(config: dict[str, Any]) -> float:
+    opt = config["opt"]
+    if opt == "none":
+        return 2.0
+    if opt["name"] == "sgd":
+        return 1.0 + abs(opt["momentum"] - 0.9) + 0.1 * opt["nesterov"]
+    inner = opt["inner"]
+    return abs(opt["beta1"] - 0.9) + (abs(inner["k"] - 2) if inner["kind"] == "a" else 0.5)
+
+
+def check_conditional_config(config: Any, space: dict[str, Any]) -> None:
+    """The chosen branch's keys only, each value in its domain with the right type."""
+    assert isinstance(config, dict), config
+    assert config["const"] == 7
+    if space is CONDITIONAL_GRID_SPACE:
+        assert set(config) == {"layers", "opt", "const"}
+        assert config["layers"] in (1, 2)
+    else:
+        assert set(config) == {"lr", "opt", "const"}
+        assert type(config["lr"]) is float
+        assert 1e-4 <= config["lr"] <= 1e-1
+    opt = config["opt"]
+    if opt == "none":
+        return
+    assert isinstance(opt, dict), config
+    if opt["name"] == "sgd":
+        assert set(opt) == {"name", "momentum", "nesterov"}, config
+        assert type(opt["momentum"]) is float
+        assert 0.5 <= opt["momentum"] <= 0.99
+        assert opt["nesterov"] in (0, 1)
+        return
+    assert opt["name"] == "adam", config
+    assert set(opt) == {"name", "beta1", "inner"}, config
+    assert type(opt["beta1"]) is float
+    assert 0.8 - 1e-12 <= opt["beta1"] <= 0.99 + 1e-12
+    assert _is_multiple(opt["beta1"], 0.01)
+    inner = opt["inner"]
+    if inner["kind"] == "a":
+        assert set(inner) == {"kind", "k"}, config
+        assert type(inner["k"]) is int
+        assert 1 <= inner["k"] <= 3
+    else:
+        assert inner == {"kind": "b"}, config
 
 
 # ---- the checks ------------------------------------------------------------------------------
@@ -303,6 +395,44 @@ def check_no_duplicate_configs_among_pending(name: str, options: Options | None 
     assert len(keys) == 6, configs
 
 
+def check_conditional_space(name: str, options: Options | None = None) -> None:
+    space = conditional_space_for(name)
+    point = {"opt": {"name": "adam", "beta1": 0.85, "inner": {"kind": "b"}}, "const": 7}
+    point.update({"layers": 2} if space is CONDITIONAL_GRID_SPACE else {"lr": 0.01})
+    searcher = searchers.make_searcher(
+        name, seed=7, points_to_evaluate=[point], **dict(options or {})
+    )
+    assert searcher.set_search_properties("loss", "min", space) is True
+    first = searcher.suggest("c0")
+    assert first == point, first
+    searcher.on_trial_complete("c0", {"loss": conditional_objective(point)})
+    in_flight: list[tuple[str, Any]] = []
+    for i in range(1, 9):
+        config = searcher.suggest(f"c{i}")
+        check_conditional_config(config, space)
+        in_flight.append((f"c{i}", config))
+        if len(in_flight) >= 2:  # two trials in flight, the oldest completed first
+            trial_id, done = in_flight.pop(0)
+            searcher.on_trial_complete(trial_id, {"loss": conditional_objective(done)})
+    with tempfile.TemporaryDirectory() as directory:
+        path = os.path.join(directory, "searcher.json")
+        searcher.save(path)
+        restored = searchers.make_searcher(name, seed=7, **dict(options or {}))
+        restored.set_search_properties("loss", "min", space)
+        restored.restore(path)
+    for s in (restored, searcher):
+        for trial_id, config in in_flight:
+            s.on_trial_complete(trial_id, {"loss": conditional_objective(config)})
+    for i in range(3):
+        after: Any = restored.suggest(f"r{i}")
+        assert after == searcher.suggest(f"r{i}")
+        if after == Searcher.FINISHED:
+            break
+        check_conditional_config(after, space)
+        for s in (restored, searcher):
+            s.on_trial_complete(f"r{i}", {"loss": conditional_objective(after)})
+
+
 CHECKS: dict[str, Callable[[str, Options | None], None]] = {
     "values_in_domain": check_values_in_domain_with_right_types,
     "maximize_mode": check_maximize_mode_in_domain,
@@ -312,6 +442,7 @@ CHECKS: dict[str, Callable[[str, Options | None], None]] = {
     "points_to_evaluate": check_points_to_evaluate_come_first,
     "save_restore": check_save_restore_mid_run_with_pending,
     "no_duplicates": check_no_duplicate_configs_among_pending,
+    "conditional": check_conditional_space,
 }
 
 
@@ -402,6 +533,9 @@ class SearcherTestCase:
         self, name: str, options: Options, known_failures: Known
     ) -> None:
         _check("no_duplicates", name, options, known_failures)
+
+    def test_conditional_space(self, name: str, options: Options, known_failures: Known) -> None:
+        _check("conditional", name, options, known_failures)
 
 
 def _check(check: str, name: str, options: Options, known_failures: Known) -> None:

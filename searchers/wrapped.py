@@ -178,10 +178,7 @@ def _optuna_builder(sampler_name: str) -> Callable[..., Searcher]:
             # records (and its samplers model) the active parameters alone.
             native = DefineByRun(_define_by_run_scope(space, names, ()))
         sampler_class = getattr(optuna.samplers, sampler_name)
-        if (
-            space.conditional
-            and "warn_independent_sampling" in inspect.signature(sampler_class).parameters
-        ):
+        if space.conditional and sampler_name in ("GPSampler", "CmaEsSampler"):
             # GP and CMA-ES model the parameters every trial has and draw a branch's own ones at
             # random (Optuna's design); said once in our docs, not in a warning per trial.
             options = {"warn_independent_sampling": False, **options}
