@@ -214,10 +214,17 @@ def load_experiment(
         document = read_yaml(path.read_text())
     except yaml.YAMLError as exc:
         raise ExperimentError(f"{path}: not valid YAML: {exc}") from exc
+    source = str(path)
     if overrides:
-        document = apply_overrides(document, overrides, source=str(path))
+        document = apply_overrides(document, overrides, source=source)
+        # A bad value may come from the command line, not the file: say both.
+        shown = " ".join(
+            f"--set {item}" if isinstance(item, str) else f"{item[0]}={item[1]!r}"
+            for item in overrides
+        )
+        source = f"{path} with {shown}"
     return parse_experiment(
-        document, source=str(path), base_dir=path.resolve().parent, load_data=load_data
+        document, source=source, base_dir=path.resolve().parent, load_data=load_data
     )
 
 
@@ -554,7 +561,7 @@ def _read_one(
         names = [str(c) for c in columns]
         raise ExperimentError(
             f"{source}: field 'data.target': no column {target!r} in {path.name}"
-            f"{_did_you_mean(str(target), names)}; its columns: {_shorten(names)}"
+            f"{_did_you_mean(str(target), names)} (columns: {_shorten(names)})"
         )
     if features is None:
         X = frame.drop(columns=[target])
@@ -565,7 +572,7 @@ def _read_one(
             hint = _did_you_mean(str(missing[0]), names)
             raise ExperimentError(
                 f"{source}: field 'data.features': no column {missing[0]!r} in {path.name}"
-                f"{hint}; its columns: {_shorten(names)}"
+                f"{hint} (columns: {_shorten(names)})"
             )
         X = frame[list(features)]
     if X.shape[1] == 0:

@@ -21,6 +21,7 @@ from sklearn.linear_model import LogisticRegression
 from hpt_ray import cli
 from hpt_ray.results import read_metadata
 
+ROOT = Path(__file__).resolve().parents[1]
 HPT_RAY = str(Path(sys.executable).parent / "hpt-ray")
 
 DATA_MODULE = """
@@ -208,6 +209,22 @@ def test_parquet_and_npz_files_run(tmp_path, ray_local, suffix):
     assert table["final_metric"].map(math.isfinite).all()
     for result in _trial_results(tmp_path / "run"):
         assert len([k for k in result if k.startswith("split")]) == 3
+
+
+@pytest.mark.slow
+def test_training_function_example_runs(tmp_path, ray_local):
+    """scripts/examples/project/softmax_function.yaml: kind: function, a factory's data, both
+    modules next to the file; shortened with --set."""
+    example = str(ROOT / "scripts" / "examples" / "project" / "softmax_function.yaml")
+    sets = ["num_samples=2", "epochs=3", "space.epochs=3", "scheduler=fifo", "searcher=random"]
+    args = ["run", example, "--storage-path", str(tmp_path), "--name", "fn", "--quiet"]
+    assert cli.main(args + [arg for item in sets for arg in ("--set", item)]) == 0
+    table = pd.read_parquet(tmp_path / "fn" / "results.parquet")
+    assert len(table) == 2
+    assert (table["iterations"] == 3).all()
+    assert table["final_metric"].map(math.isfinite).all()
+    meta = read_metadata(tmp_path / "fn")
+    assert (meta["kind"], meta["metric"], meta["mode"]) == ("function", "val_loss", "min")
 
 
 @pytest.mark.parametrize(

@@ -43,6 +43,21 @@ def test_examples_parse():
     assert cancer.kwargs["cv"] == 5
 
 
+def test_project_examples_parse(monkeypatch):
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    wine = load_experiment("scripts/examples/project/wine_csv.yaml")
+    X, y = wine.kwargs["data"]
+    assert X.shape == (178, 13)
+    assert "cultivar" not in X.columns
+    assert sorted(set(y)) == [0, 1, 2]
+    assert isinstance(wine.kwargs["cv"], StratifiedKFold)
+    function = load_experiment("scripts/examples/project/softmax_function.yaml")
+    assert function.model.__name__ == "train_fn"
+    assert function.kwargs["kind"] == "function"
+    (X_train, _), (X_val, _) = function.kwargs["data"]
+    assert X_train.shape[1] == X_val.shape[1] == 13
+
+
 def test_good_document():
     exp = parse_experiment(GOOD)
     assert exp.model.max_iter == 50
@@ -430,7 +445,10 @@ def test_yaml_12_floats_in_files(tmp_path):
         ("=pso", r"write KEY=VALUE"),
         ("space..lr=1", r"write KEY=VALUE"),
         ("seed=[1", r"--set seed=\[1: the value is not valid YAML"),
-        ("num_samples=ten", r"field 'num_samples' must be number of trials, got str 'ten'"),
+        (
+            "num_samples=ten",
+            r"exp.yaml with --set num_samples=ten: field 'num_samples' must be number of trials",
+        ),
         ("seed.x=1", r"--set seed.x=1: seed is int 0, not a mapping"),
         ("space.learning_rate.loguniform=[1e-4]", r"space.learning_rate"),
     ],
