@@ -20,10 +20,10 @@ converters, which disagree with the samplers on several edges:
                                  a grid_search whose values hold domains, when ``allow_grid``)
     anything else                Constant
 
-A branch of a conditional choice is a dict (its keys go under the choice's key in the config) or a
-plain value (given as is). Unsupported domains (``tune.randn``/``qrandn``, ``tune.sample_from``, a
-domain inside a list) raise ValueError naming the parameter path (``optimizer[1]/momentum`` for
-the second branch of ``optimizer``) and the fix.
+A branch of a conditional choice is a dict (its keys go under the choice's key in the config), a
+domain (its value is the choice's value) or a plain value (given as is). Unsupported domains
+(``tune.randn``/``qrandn``, ``tune.sample_from``, a domain inside a list) raise ValueError naming
+the parameter path (``optimizer[1]/momentum`` for the second branch of ``optimizer``) and the fix.
 """
 
 from __future__ import annotations
@@ -160,6 +160,10 @@ def _walk_branches(
         if isinstance(branch, Mapping):
             keys.append(tuple(branch))
             _walk(branch, branch_path, allow_grid, params, constants, order)
+        elif isinstance(branch, Domain) or _is_grid_dict(branch):
+            # A domain as a branch: e.g. choice([tune.uniform(0, 1), None]) is a float or None.
+            keys.append(None)
+            _walk({Branch(i): branch}, path, allow_grid, params, constants, order)
         else:
             _reject_nested_domain(branch_path, branch, inside="a list")
             keys.append(None)

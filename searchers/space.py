@@ -698,8 +698,6 @@ class SearchSpace:
                 value is c.value or (same_type and _safe_equal(value, c.value))
             ):
                 return False
-        if keys is None:
-            return True
         for p, p_cond in zip(self.params, self._param_conds, strict=True):
             if p_cond != cond or isinstance(p, BranchParam):
                 continue

@@ -179,7 +179,7 @@ BAD_SPACES = [
     ({"lr": _log_domain(Float, -1.0, 1.0)}, r"'lr'.*log scale needs bounds > 0"),
     ({"q": tune.qrandint(1, 2, 5)}, r"'q'.*no multiple of q=5"),
     ({"layers": [tune.randint(1, 3), 4]}, r"'layers'.*inside a list"),
-    ({"c": tune.choice([tune.uniform(0, 1), 2])}, r"'c'.*inside tune\.choice"),
+    ({"c": tune.choice([[tune.uniform(0, 1)], 2])}, r"'c\[0\]'.*inside a list"),
 ]
 
 
