@@ -40,7 +40,7 @@ _EXPORTS = {
     "with_data": "hpt_ray.function",
     "make_scheduler": "hpt_ray.schedulers",
     "read_results": "hpt_ray.results",
-    "report_html": "hpt_ray.report",
+    "report_html": "hpt_ray.html_report",
 }
 __all__ = [
     "Checkpoint",
@@ -60,7 +60,7 @@ __all__ = [
 
 if TYPE_CHECKING:
     from hpt_ray.function import Checkpoint, get_checkpoint, report, with_data
-    from hpt_ray.report import report_html
+    from hpt_ray.html_report import report_html
     from hpt_ray.results import read_results
     from hpt_ray.schedulers import make_scheduler
     from hpt_ray.search_cv import TuneSearchCV

@@ -293,7 +293,7 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from hpt_ray.report import report_html, report_png
+    from hpt_ray.html_report import report_html, report_png
 
     path = report_html(args.directories, args.output)
     print(f"report: {path}")

@@ -32,6 +32,7 @@ from hpt_ray.results import (
     missing_metric_message,
 )
 from hpt_ray.schedulers import make_scheduler
+from hpt_ray.settings import SearchSettings, TrialSettings
 from hpt_ray.spaces import to_tune_space, validate_space
 from trainables.data import Dataset, load_data
 from trainables.resources import resources_from_spec
@@ -65,25 +66,23 @@ def plan_experiment(
     metric: str | None,
     mode: str | None,
     kind: str | None = None,
-    searcher: str | Searcher,
-    searcher_options: Mapping[str, Any] | None,
-    scheduler: str,
-    scheduler_options: Mapping[str, Any] | None,
-    num_samples: int,
-    resources_per_trial: Mapping[str, Any] | None,
-    epochs: int | None,
-    max_stages: int,
-    cv: Any,
-    scoring: Any,
-    seed: int | None,
-    trainer_options: Mapping[str, Any] | None = None,
+    search: SearchSettings,
+    trial: TrialSettings,
 ) -> _Plan:
-    """Validate every argument and build what the run needs, before Ray starts anything."""
+    """Validate the model, data, space and metric against the (already validated) settings and
+    build what the run needs, before Ray starts anything."""
+    searcher, searcher_options = search.searcher, search.searcher_options
+    scheduler, scheduler_options = search.scheduler, search.scheduler_options
+    num_samples, seed = search.num_samples, search.seed
+    resources_per_trial, epochs, max_stages = (
+        trial.resources_per_trial,
+        trial.epochs,
+        trial.max_stages,
+    )
+    cv, scoring, trainer_options = trial.cv, trial.scoring, trial.trainer_options
     kind, model = _resolve_model(model, kind, data)
     if mode is not None and mode not in ("min", "max"):
         raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
-    if not isinstance(num_samples, int) or isinstance(num_samples, bool) or num_samples < 1:
-        raise ValueError(f"num_samples must be a positive integer, got {num_samples!r}")
     resources = resources_from_spec(dict(resources_per_trial or {"cpu": 1}))
     is_grid = isinstance(searcher, str) and searcher == "grid"
     tune_space = to_tune_space(space, grid=is_grid)
@@ -361,12 +360,6 @@ def _sklearn_keys(scoring: Any, splits: Any) -> list[str]:
         keys += [f"mean_test_{name}", f"std_test_{name}"]
         keys += [f"split{i}_test_{name}" for i in range(n_splits)]
     return keys
-
-
-def _torch_keys(task: str) -> list[str]:
-    """The keys a PyTorch trial reports (``trainables.torch_trainable``'s docstring)."""
-    quality = "val_accuracy" if task == "classification" else "val_r2"
-    return ["epoch", "train_loss", "val_loss", quality]
 
 
 def _materialize_cv(cv: Any, estimator: Any, dataset: Dataset) -> Any:

@@ -44,6 +44,7 @@ from hpt_ray.results import (
     write_metadata,
 )
 from hpt_ray.schedulers import SafeScheduler
+from hpt_ray.settings import RunSettings, SearchSettings
 from hpt_ray.storage import (
     DEFAULT_STORAGE,
     claim_directory,
@@ -129,26 +130,23 @@ def run_experiment(
     ``HPT_RAY_SNAPSHOT_BUDGET`` (default 2%) of the wall time (`SafeScheduler.bind`), so a
     resumed run knows every trial the crashed one had unless trials last a fraction of a second.
     """
-    if not isinstance(max_failures, int) or isinstance(max_failures, bool) or max_failures < 0:
-        raise ValueError(f"max_failures must be an integer >= 0, got {max_failures!r}")
-    if fail_fast and max_failures:
-        raise ValueError("fail_fast stops at the first failure: use max_failures=0 with it")
-    if max_concurrent is not None and (
-        not isinstance(max_concurrent, int)
-        or isinstance(max_concurrent, bool)
-        or max_concurrent < 1
-    ):
-        raise ValueError(
-            f"max_concurrent must be a positive integer or None, got {max_concurrent!r}"
-        )
-    if time_budget_s is not None and not (
-        isinstance(time_budget_s, (int, float))
-        and not isinstance(time_budget_s, bool)
-        and time_budget_s > 0
-    ):
-        raise ValueError(
-            f"time_budget_s must be a positive number of seconds, got {time_budget_s!r}"
-        )
+    # The same checks as tune_model's, in one place (hpt_ray.settings), for direct callers.
+    RunSettings(
+        storage_path=storage_path,
+        name=name,
+        resume=resume,
+        retry_errored=retry_errored,
+        max_failures=max_failures,
+        fail_fast=fail_fast,
+        verbose=verbose,
+        ray_address=ray_address,
+    )
+    SearchSettings(
+        searcher=searcher,
+        num_samples=num_samples,
+        max_concurrent=max_concurrent,
+        time_budget_s=time_budget_s,
+    )
     remote = storage_path is not None and is_uri(storage_path)
     if remote:
         # Ray writes trial data and its state to the URI itself. Our log, table and scheduler

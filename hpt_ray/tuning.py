@@ -25,6 +25,7 @@ from ray.tune.search import Searcher
 from hpt_ray.plan import plan_experiment
 from hpt_ray.results import best_row
 from hpt_ray.run import ExperimentInterrupted, run_experiment
+from hpt_ray.settings import RunSettings, SearchSettings, TrialSettings
 from hpt_ray.storage import DEFAULT_STORAGE, ExperimentExistsError, claim_directory, claim_location
 
 
@@ -73,8 +74,8 @@ class TuneResult:
         return self._build_model(self)
 
     def report(self, path: str | os.PathLike[str] | None = None) -> Path:
-        """Write this experiment's one-file HTML report (see ``hpt_ray.report``); its path."""
-        from hpt_ray.report import report_html
+        """Write this experiment's one-file HTML report (see ``hpt_ray.html_report``); its path."""
+        from hpt_ray.html_report import report_html
 
         return report_html(self.path, path)
 
@@ -126,14 +127,16 @@ def tune_model(
             built-in trainable (e.g. ``trainables.torch_trainable.mlp``; in files
             ``trainables.torch_trainable:mlp``).
         space: parameter name -> Ray Tune domain, list (a choice), scipy.stats distribution or
-            constant; see ``hpt_ray.spaces``. For PyTorch, ``lr``, ``optimizer``,
-            ``weight_decay``, ``batch_size``, ``momentum`` and ``epochs`` configure training; the
-            whole config goes to the factory.
+            constant, or a choice between sub-spaces (dicts with their own domains); see
+            ``hpt_ray.spaces``. For PyTorch, training keys (``lr``, ``optimizer``,
+            ``lr_schedule``, ``freeze_epochs``, ... listed in ``trainables.torch_trainable``)
+            configure training; the whole config goes to the factory.
         data: for the built-in trainables ``(X, y)``, ``((X_train, y_train), (X_val, y_val))``,
             or a bundled scikit-learn data set name ("digits", "breast_cancer", "wine", "iris",
             "diabetes"); NaN or inf the model cannot take is refused before any trial, naming
-            the column. For a training function (optional): passed to it as the keyword
-            ``data``, through Ray's object store.
+            the column. PyTorch also takes a ``(train_ds, val_ds)`` pair of torch Datasets or a
+            factory ``config -> (train_ds, val_ds)`` (``trainables.torch_data``). For a training
+            function (optional): passed to it as the keyword ``data``, via Ray's object store.
         kind: "function", "torch" or "sklearn"; None detects it (rules in
             ``hpt_ray.function``: an estimator is "sklearn"; a callable annotated
             ``-> nn.Module`` or given ``data`` is a PyTorch model factory; otherwise a training
@@ -176,25 +179,37 @@ def tune_model(
         ExperimentInterrupted: on Ctrl-C, once everything finished is on disk.
         ray_address: connect to this Ray cluster instead of starting (or reusing) a local one.
     """
-    plan = plan_experiment(
-        model,
-        space,
-        data=data,
-        metric=metric,
-        mode=mode,
-        kind=kind,
+    # The flat keywords in three groups, each validated in one place (hpt_ray.settings).
+    search = SearchSettings(
         searcher=searcher,
-        searcher_options=searcher_options,
+        searcher_options=searcher_options or {},
         scheduler=scheduler,
-        scheduler_options=scheduler_options,
+        scheduler_options=scheduler_options or {},
         num_samples=num_samples,
+        max_concurrent=max_concurrent,
+        time_budget_s=time_budget_s,
+        seed=seed,
+    )
+    trial = TrialSettings(
         resources_per_trial=resources_per_trial,
         epochs=epochs,
         max_stages=max_stages,
         cv=cv,
         scoring=scoring,
-        seed=seed,
-        trainer_options=trainer_options,
+        trainer_options=trainer_options or {},
+    )
+    settings = RunSettings(
+        storage_path=storage_path,
+        name=name,
+        resume=resume,
+        retry_errored=retry_errored,
+        max_failures=max_failures,
+        fail_fast=fail_fast,
+        verbose=verbose,
+        ray_address=ray_address,
+    )
+    plan = plan_experiment(
+        model, space, data=data, metric=metric, mode=mode, kind=kind, search=search, trial=trial
     )
     run = run_experiment(
         plan.trainable,
@@ -205,19 +220,12 @@ def tune_model(
         scheduler=plan.scheduler,
         max_t=plan.max_t,
         num_samples=plan.num_samples,
-        max_concurrent=max_concurrent,
-        time_budget_s=time_budget_s,
-        storage_path=storage_path,
-        name=name,
+        max_concurrent=search.max_concurrent,
+        time_budget_s=search.time_budget_s,
         name_prefix=plan.label,
-        verbose=verbose,
-        ray_address=ray_address,
         metadata=plan.metadata,
         resources=plan.resources,
-        resume=resume,
-        retry_errored=retry_errored,
-        max_failures=max_failures,
-        fail_fast=fail_fast,
+        **vars(settings),
     )
     best = best_row(run.frame, plan.mode)
     best_checkpoint = None

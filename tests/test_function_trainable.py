@@ -495,3 +495,60 @@ def test_checkpointing_function_resumes_after_sigkill(tmp_path):
         assert 1 <= starts[1] <= max(done), (key, after[key])
         continued += 1
     assert continued == 2
+
+
+def crashes_once(config, side):
+    """Fails at its third epoch the first time; a retry continues from its epoch-2 checkpoint."""
+    import json
+    import os
+    import tempfile
+
+    start = 0
+    checkpoint = hpt_ray.get_checkpoint()
+    if checkpoint is not None:
+        with open(os.path.join(checkpoint.path, "state.json")) as f:
+            start = json.load(f)["epoch"]
+    with open(side, "a") as f:
+        f.write(f"{start}\n")
+    for epoch in range(start + 1, 5):
+        if epoch == 3 and start == 0:
+            raise RuntimeError("node lost")
+        with tempfile.TemporaryDirectory() as tmp:
+            with open(os.path.join(tmp, "state.json"), "w") as f:
+                json.dump({"epoch": epoch}, f)
+            hpt_ray.report(
+                {"loss": 1.0 / epoch}, checkpoint=hpt_ray.Checkpoint.from_directory(tmp)
+            )
+
+
+def test_max_failures_retries_a_function_from_its_checkpoint(tmp_path):
+    side = tmp_path / "starts.txt"
+    result = hpt_ray.tune_model(
+        hpt_ray.with_data(crashes_once, side=str(side)),
+        {"x": tune.grid_search([0.0])},
+        metric="loss",
+        mode="min",
+        searcher="grid",
+        scheduler="fifo",
+        epochs=4,
+        max_failures=1,
+        storage_path=tmp_path / "results",
+        verbose=0,
+    )
+    assert side.read_text().split() == ["0", "2"]  # the retry started from epoch 2
+    assert result.trials["status"].tolist() == ["completed"]
+    assert result.trials["iterations"].tolist() == [4]
+    assert result.best_score == 0.25
+
+
+def test_hpt_ray_report_stays_ray_tune_report_whatever_is_imported():
+    # A submodule named like the function would shadow it once imported (a trial saw
+    # "'module' object is not callable" after another test imported it).
+    import importlib
+    import pkgutil
+
+    for module in pkgutil.iter_modules(hpt_ray.__path__):
+        if module.name != "__main__":
+            importlib.import_module(f"hpt_ray.{module.name}")
+    assert hpt_ray.report is tune.report
+    assert hpt_ray.get_checkpoint is tune.get_checkpoint

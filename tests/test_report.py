@@ -1,4 +1,4 @@
-"""The one-file HTML report (hpt_ray/report.py, issue #14): importance on tables with a known
+"""The one-file HTML report (hpt_ray/html_report.py, issue #14): importance on tables with a known
 answer, edge cases, and real experiments rendered in a real headless Chromium."""
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 
 from hpt_ray.cli import main
-from hpt_ray.report import (
+from hpt_ray.html_report import (
     Session,
     best_so_far,
     cut_points,
@@ -348,7 +348,7 @@ def test_thousand_trials_size_and_time(tmp_path: Path) -> None:
     exp = load_experiment(exp_dir)
     # CPU time, not wall time: the 2-core test machine is shared, and the work is one thread.
     started = time.process_time()
-    from hpt_ray.report import experiment_importance
+    from hpt_ray.html_report import experiment_importance
 
     imp = experiment_importance(exp)
     importance_cpu = time.process_time() - started

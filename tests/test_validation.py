@@ -59,6 +59,7 @@ def test_elasticnet_space_is_accepted(tmp_path):
     # The positive control for the cases above: the same path with a valid space gets past
     # validation.
     from hpt_ray.plan import plan_experiment
+    from hpt_ray.settings import SearchSettings, TrialSettings
 
     plan = plan_experiment(
         ElasticNet(),
@@ -66,17 +67,8 @@ def test_elasticnet_space_is_accepted(tmp_path):
         data="diabetes",
         metric=None,
         mode=None,
-        searcher="random",
-        searcher_options=None,
-        scheduler="fifo",
-        scheduler_options=None,
-        num_samples=2,
-        resources_per_trial=None,
-        epochs=1,
-        max_stages=1,
-        cv=3,
-        scoring="r2",
-        seed=0,
+        search=SearchSettings(searcher="random", scheduler="fifo", num_samples=2, seed=0),
+        trial=TrialSettings(epochs=1, max_stages=1, cv=3, scoring="r2"),
     )
     assert plan.metric == "mean_test_score"
     assert plan.mode == "max"
