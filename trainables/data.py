@@ -11,12 +11,13 @@ Notation: ``X: (n_samples, n_features)``, ``y: (n_samples,)``. ``Dataset.X, Data
 the labelled data (train + validation, what cross-validation splits); ``X_train, y_train, X_val,
 y_val`` hold the hold-out split that the PyTorch trainable and ``cv=None`` scikit-learn trials use.
 
-Arrays are converted to numpy (pandas objects become plain arrays; a DataFrame's column names are
-kept in ``Dataset.feature_names`` for messages). Features keep their dtype (a scikit-learn pipeline
-may encode strings itself); the PyTorch trainable converts them to float32 and says so if it
-cannot. `check_finite` refuses NaN/inf that a model cannot take, naming the split and column; it
-is called by the trainables while a run is planned, not by `load_data` (some scikit-learn
-estimators take NaN).
+Arrays are converted to numpy, except that a pandas DataFrame ``X`` stays a DataFrame (split with
+its rows, its column names also in ``Dataset.feature_names`` for messages), so that a scikit-learn
+pipeline can select columns by name; ``y`` always becomes an array. Features keep their dtype
+(a scikit-learn pipeline may encode strings itself); the PyTorch trainable converts them to
+float32 and says so if it cannot. `check_finite` refuses NaN/inf that a model cannot take, naming
+the split and column; it is called by the trainables while a run is planned, not by `load_data`
+(some scikit-learn estimators take NaN).
 """
 
 from __future__ import annotations
@@ -57,7 +58,8 @@ class Dataset:
     """Validated training data for one tuning run (arrays are not copied; treat them as read-only).
 
     Attributes:
-        X, y: all labelled data, ``(n, n_features)`` and ``(n,)``; cross-validation splits these.
+        X, y: all labelled data, ``(n, n_features)`` (a numpy array, or the DataFrame given) and
+            ``(n,)``; cross-validation splits these.
             For an explicit split they are ``X_train`` followed by ``X_val``.
         X_train, y_train, X_val, y_val: the hold-out split.
         task: "classification" or "regression".
@@ -71,11 +73,11 @@ class Dataset:
             (messages then say "column 3", counting from 0).
     """
 
-    X: np.ndarray
+    X: Any  # np.ndarray, or the pandas DataFrame given
     y: np.ndarray
-    X_train: np.ndarray
+    X_train: Any
     y_train: np.ndarray
-    X_val: np.ndarray
+    X_val: Any
     y_val: np.ndarray
     task: Task
     n_features: int
@@ -309,7 +311,13 @@ def _from_split(train: Any, val: Any, *, task: str | None) -> Dataset:
             f"X_train has {X_train.shape[1]} features but X_val has {X_val.shape[1]}; "
             "both splits need the same columns."
         )
-    X = np.concatenate([X_train, X_val])  # (n_train + n_val, n_features)
+    if _is_frame(X_train) and _is_frame(X_val):
+        import pandas as pd
+
+        X = pd.concat([X_train, X_val], ignore_index=True)  # (n_train + n_val, n_features)
+    else:
+        X_train, X_val = np.asarray(X_train), np.asarray(X_val)
+        X = np.concatenate([X_train, X_val])  # (n_train + n_val, n_features)
     y = np.concatenate([y_train, y_val])  # (n_train + n_val,)
     resolved = _resolve_task(y, task)
     if resolved == "classification" and np.unique(y_train).size < 2:
@@ -375,9 +383,11 @@ def _is_split(first: Any, second: Any) -> bool:
     )
 
 
-def _as_arrays(X: Any, y: Any, *, where: str) -> tuple[np.ndarray, np.ndarray]:
-    """Convert one (X, y) to numpy; check X is 2-D, y 1-D (or one column), with the same rows."""
-    X = np.asarray(X)
+def _as_arrays(X: Any, y: Any, *, where: str) -> tuple[Any, np.ndarray]:
+    """Convert one (X, y) to numpy, except that a DataFrame X stays one (a scikit-learn pipeline
+    may select its columns by name); check X is 2-D, y 1-D (or one column), with the same rows."""
+    if not _is_frame(X):
+        X = np.asarray(X)
     y = np.asarray(y)
     if X.ndim != 2:
         raise ValueError(
@@ -401,6 +411,10 @@ def _as_arrays(X: Any, y: Any, *, where: str) -> tuple[np.ndarray, np.ndarray]:
             "labels); pass one label per row."
         )
     return X, y
+
+
+def _is_frame(X: Any) -> bool:
+    return hasattr(X, "iloc") and hasattr(X, "columns")
 
 
 def _column_names(X: Any) -> tuple[str, ...] | None:
