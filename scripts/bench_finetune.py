@@ -25,13 +25,16 @@ trial trains all its epochs, so the arms see the same number of epochs), two at 
   run scores on average.
 
 For each run: the best trial's final validation accuracy (``result.best_score``) and the test
-accuracy of ``result.best_model()`` on the test split. Prints a markdown table per seed and the
-mean +- std (sample std over seeds) per arm, and the wall time of each arm.
+accuracy of ``result.best_model()`` on the test split (``--out DIR`` also writes each run's
+trials, config and final validation accuracy, as ``DIR/<arm>-<seed>.csv``). Prints a markdown
+table per seed and the mean +- std (sample std over seeds) per arm, and the wall time of each
+arm.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import statistics
 import sys
 import tempfile
@@ -82,6 +85,7 @@ def run(
     per_class: int,
     searcher: str,
     batch_size: int,
+    out: Path | None = None,
 ) -> list[dict[str, Any]]:
     from hpt_ray import tune_model
 
@@ -115,10 +119,16 @@ def run(
                 model = result.best_model()
                 predicted = model(X_test).argmax(dim=1).numpy()
             finals = result.trials["final_metric"].to_numpy(dtype=float)
+            if out is not None:
+                out.mkdir(parents=True, exist_ok=True)
+                columns = ["final_metric", "status"] + [
+                    c for c in result.trials.columns if c.startswith("config/")
+                ]
+                result.trials[columns].to_csv(out / f"{arm}-{seed}.csv", index=False)
             row = {
                 "seed": seed,
                 "arm": arm,
-                "val": float(result.best_score),
+                "val": math.nan if result.best_score is None else float(result.best_score),
                 "test": float(np.mean(predicted == y_test.numpy())),
                 "mean_trial_val": float(np.nanmean(finals)),
                 "n_trials": len(finals),
@@ -171,6 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--per-class", type=int, default=10)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--searcher", default="gp-ei")
+    parser.add_argument("--out", type=Path, default=None, help="write each run's trials as CSV")
     args = parser.parse_args(argv)
     start = time.perf_counter()
     rows = run(
@@ -180,6 +191,7 @@ def main(argv: list[str] | None = None) -> int:
         per_class=args.per_class,
         searcher=args.searcher,
         batch_size=args.batch_size,
+        out=args.out,
     )
     print()
     print(table(rows))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -142,7 +143,7 @@ def test_finetune_validation(tmp_path: Path) -> None:
     from hpt_ray import tune_model
 
     data = few_label_datasets(per_class=10, seed=0)
-    common = {
+    common: dict[str, Any] = {
         "data": data,
         "kind": "torch",
         "searcher": "grid",
