@@ -40,8 +40,15 @@ BACKBONE_CONFIG: dict[str, Any] = {"channels": 32, "n_blocks": 2, "dropout": 0.0
 PRETRAIN_LABELS: tuple[int, ...] = (0, 1, 2, 3, 4)
 TARGET_LABELS: tuple[int, ...] = (5, 6, 7, 8, 9)
 
-# The untuned fine-tuning recipe of the benchmark's arm (c): the trainable's defaults.
-DEFAULT_RECIPE: dict[str, Any] = {"lr": 1e-3, "freeze_epochs": 0, "layer_decay": 1.0}
+# The untuned fine-tuning recipe of the benchmark's arm (c): the trainable's defaults, spelled out.
+DEFAULT_RECIPE: dict[str, Any] = {
+    "lr": 1e-3,
+    "weight_decay": 0.0,
+    "warmup_epochs": 0,
+    "freeze_epochs": 0,
+    "layer_decay": 1.0,
+    "head_lr_mult": 1.0,
+}
 
 
 def load_backbone(path: str | Path = BACKBONE_PATH) -> SmallCNN:
@@ -113,13 +120,18 @@ def few_label_digits(
 
 
 def few_label_datasets(*, per_class: int = 10, seed: int = 0) -> tuple[Any, Any]:
-    """`few_label_digits`'s ``(train_ds, val_ds)``: a data factory for experiment files."""
+    """`few_label_digits`'s ``(train_ds, val_ds)``: a data factory for experiment files.
+
+    Args:
+        per_class: labelled training images per class.
+        seed: seeds the splits (the same rows as ``few_label_digits(seed=seed)``).
+    """
     train, val, _ = few_label_digits(per_class=per_class, seed=seed)
     return train, val
 
 
 def finetune_space(*, batch_size: int = 16, seed: int = 0) -> dict[str, Any]:
-    """The fine-tuning recipe searched from the backbone (ranges in the comments' why).
+    """The fine-tuning recipe searched from the backbone (each range's why in its comment).
 
     Args:
         batch_size: fixed mini-batch size (50 labelled images make 4 steps an epoch at 16).
@@ -140,7 +152,12 @@ def finetune_space(*, batch_size: int = 16, seed: int = 0) -> dict[str, Any]:
 
 def scratch_space(*, batch_size: int = 16, seed: int = 0) -> dict[str, Any]:
     """The same CNN from random weights: lr, weight decay and warmup searched (freezing and
-    layer-wise rates only mean something for pretrained weights)."""
+    layer-wise rates only mean something for pretrained weights).
+
+    Args:
+        batch_size: fixed mini-batch size, as in `finetune_space`.
+        seed: the trials' seed (initialization, shuffling).
+    """
     return {
         **BACKBONE_CONFIG,
         "batch_size": batch_size,
