@@ -76,6 +76,9 @@ class Recipe:
         freeze_blocks: depths frozen then; None freezes the whole body.
         layer_decay: each depth below the head trains at this factor of the one above.
         head_lr_mult: the head's learning rate is lr times this.
+        optimizer_options: further keyword arguments of the optimizer, from a dict
+            ``config["optimizer"]`` (a conditional choice: ``{"name": "adam", "beta1": 0.9}``);
+            ``beta1``/``beta2`` become ``betas``.
     """
 
     optimizer: str
@@ -92,6 +95,7 @@ class Recipe:
     freeze_blocks: int | None
     layer_decay: float
     head_lr_mult: float
+    optimizer_options: tuple[tuple[str, Any], ...] = ()
 
 
 def optimizer_class(name: Any) -> type[torch.optim.Optimizer]:
@@ -176,6 +180,33 @@ def model_layers(model: nn.Module) -> Layers:
     return Layers(depths=depths, modules=modules)
 
 
+def optimizer_options(name: str, options: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
+    """Check the keyword arguments of a dict ``config["optimizer"]`` against the optimizer's
+    signature (``beta1``/``beta2`` become ``betas``), naming a key it does not take."""
+    cls = OPTIMIZERS[name]
+    accepted = {p for p in inspect.signature(cls).parameters if p not in ("params", "lr", "self")}
+    options = dict(options)
+    if "beta1" in options or "beta2" in options:
+        if "betas" not in accepted:
+            raise ValueError(
+                f"config['optimizer']: {name!r} takes no betas (beta1/beta2); it takes "
+                f"{', '.join(sorted(accepted))}."
+            )
+        default = inspect.signature(cls).parameters["betas"].default
+        b1 = float(options.pop("beta1", default[0]))
+        b2 = float(options.pop("beta2", default[1]))
+        options["betas"] = (b1, b2)
+    for key in options:
+        if key not in accepted:
+            close = get_close_matches(str(key), sorted(accepted), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ValueError(
+                f"config['optimizer'][{key!r}]: {name!r} takes no {key!r}{hint} (it takes "
+                f"{', '.join(sorted(accepted))})."
+            )
+    return tuple(sorted(options.items()))
+
+
 def make_optimizer(layers: Layers, recipe: Recipe) -> torch.optim.Optimizer:
     """The optimizer with one parameter group per depth (empty depths left out); each group keeps
     its unscheduled rate as ``base_lr``, so `set_epoch_lr` is a function of the epoch alone."""
@@ -192,12 +223,13 @@ def make_optimizer(layers: Layers, recipe: Recipe) -> torch.optim.Optimizer:
     if recipe.momentum is not None and "momentum" in accepted:
         kwargs["momentum"] = recipe.momentum
     if recipe.nesterov and recipe.optimizer == "sgd":
-        if not recipe.momentum:
+        if not dict(recipe.optimizer_options).get("momentum", recipe.momentum):
             raise ValueError(
                 "config['nesterov']=True needs config['momentum'] > 0 (got "
                 f"{recipe.momentum}); raise the momentum or turn nesterov off."
             )
         kwargs["nesterov"] = True
+    kwargs.update(dict(recipe.optimizer_options))
     n_body = layers.n_body
     groups = []
     for depth, params in enumerate(layers.depths):

@@ -28,7 +28,10 @@ Training keys (config keys, searchable; defaults from `make_torch_trainable` /
 `TorchTrainingDefaults`):
 
 - ``lr`` (1e-3), ``optimizer`` (any ``torch.optim`` class by name, any case: "adam", "adamw",
-  "sgd", "rmsprop", "nadam", "radam", "adagrad", ...; default "adam"), ``weight_decay`` (0),
+  "sgd", "rmsprop", "nadam", "radam", "adagrad", ...; default "adam"; or a dict, as a
+  conditional choice between optimizers gives: ``{"name": "sgd", "momentum": 0.95}``,
+  ``{"name": "adam", "beta1": 0.85}``, its other keys the optimizer's keyword arguments),
+  ``weight_decay`` (0),
   ``momentum`` (sgd and rmsprop; sgd defaults to 0.9, rmsprop to torch's 0), ``nesterov``
   (False; sgd only, ignored by the others), ``batch_size`` (64), ``epochs``, ``seed`` (0);
 - ``lr_schedule`` ("constant" | "step" | "cosine"), ``step_size`` (10 epochs) and ``gamma``
@@ -142,6 +145,7 @@ from trainables.torch_recipe import (
     make_optimizer,
     model_layers,
     optimizer_class,
+    optimizer_options,
     set_epoch_lr,
 )
 
@@ -661,8 +665,20 @@ def resolve_settings(config: dict[str, Any], defaults: TorchTrainingDefaults) ->
         ValueError / TypeError: a bad value, naming ``config[key]``.
     """
     optimizer_name = config.get("optimizer", defaults.optimizer)
+    extra: dict[str, Any] = {}
+    if isinstance(optimizer_name, Mapping):
+        # A conditional choice between optimizers, each with its own settings:
+        # {"name": "sgd", "momentum": 0.9} or {"name": "adam", "beta1": 0.85}.
+        if "name" not in optimizer_name:
+            raise ValueError(
+                "config['optimizer'] is a dict, so it needs a 'name' key, e.g. "
+                f"{{'name': 'sgd', 'momentum': 0.9}}; got keys {sorted(optimizer_name)}."
+            )
+        extra = {k: v for k, v in optimizer_name.items() if k != "name"}
+        optimizer_name = optimizer_name["name"]
     optimizer_class(optimizer_name)  # raises, naming config['optimizer'], for an unknown name
     optimizer = str(optimizer_name).lower()
+    extra_options = optimizer_options(optimizer, extra)
     lr = _config_float(config, "lr", defaults.lr, minimum=0.0)
     if lr == 0.0:
         raise ValueError("config['lr'] must be > 0; got 0.")
@@ -704,6 +720,7 @@ def resolve_settings(config: dict[str, Any], defaults: TorchTrainingDefaults) ->
         freeze_blocks=None if freeze_blocks in (None, "all") else int(freeze_blocks),
         layer_decay=layer_decay,
         head_lr_mult=head_lr_mult,
+        optimizer_options=extra_options,
     )
     num_workers = None
     if "num_workers" in config:
