@@ -691,11 +691,19 @@ def records_to_frame(records: list[_TrialRecord]) -> pd.DataFrame:
         if column in frame:
             frame[column] = frame[column].astype("Int64")
     for column in [c for c in frame.columns if c.startswith("config/")]:
-        kinds = {type(v) for v in frame[column] if v is not None}
+        # Types from the rows that have the parameter: in a conditional space a branch's
+        # parameters are missing (empty, not NaN) where their branch was not chosen.
+        values = [row.get(column) for row in rows]
+        kinds = {type(v) for v in values if v is not None}
+        gaps = any(column not in row for row in rows)
         # Parquet columns hold one type: a choice mixing types (e.g. None, "auto", 3) is
         # stored as text.
         if (len(kinds - {int, float}) > 0 and len(kinds) > 1) or kinds <= {list}:
-            frame[column] = [None if v is None else json.dumps(v) for v in frame[column]]
+            frame[column] = [None if v is None else json.dumps(v) for v in values]
+        elif gaps and kinds == {int}:
+            frame[column] = pd.array(values, dtype="Int64")  # 31, not 31.0
+        elif gaps:
+            frame[column] = pd.Series(values, dtype=object if kinds - {int, float} else "float64")
     return frame
 
 

@@ -103,7 +103,7 @@ def has_grid(param_space: Mapping[str, Any]) -> list[str]:
 
 
 def _walk(
-    node: Mapping[str, Any],
+    node: Mapping[Any, Any],
     prefix: Path,
     allow_grid: bool,
     params: list[Param],

@@ -315,11 +315,6 @@ def test_results_table_has_a_column_per_parameter_path_empty_where_inactive(arch
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="hpt_ray.results.records_to_frame stores a text branch parameter as JSON with 'NaN' "
-    "for rows where it is inactive (its mixed-type rule counts the missing value as a float)",
-)
 def test_a_text_branch_parameter_is_empty_where_inactive(arch_run: Any) -> None:
     import pandas as pd
 
