@@ -321,7 +321,11 @@ def _sklearn_refit(estimator: Any, dataset: Dataset) -> Any:
     from sklearn.base import clone
 
     def refit(result: TuneResult) -> Any:
-        model = clone(estimator).set_params(**clone(result.best_config, safe=False))
+        from trainables.sklearn_trainable import estimator_params
+
+        model = clone(estimator).set_params(
+            **estimator_params(result.best_config or {}, estimator)
+        )
         return model.fit(dataset.X, dataset.y)
 
     return refit

@@ -37,7 +37,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ray import tune
-from ray.tune.search.sample import Domain
+from ray.tune.search.sample import Categorical, Domain
 
 import searchers
 from searchers.ray_space import from_ray, has_grid
@@ -134,9 +134,15 @@ def validate_space(
         _check_estimator_params(space, estimator)
 
 
-def _check_estimator_params(space: Mapping[str, Any], estimator: Any) -> None:
+def _check_estimator_params(space: Mapping[str, Any], estimator: Any, *, where: str = "") -> None:
     valid = set(estimator.get_params(deep=True))
     for name, value in space.items():
+        branches = _branches(value)
+        if name not in valid and branches:
+            # A conditional choice: its key names the choice; each branch's keys are parameters.
+            for i, branch in enumerate(branches):
+                _check_estimator_params(branch, estimator, where=f"{where}{name}[{i}].")
+            continue
         if isinstance(value, Mapping) and "grid_search" not in value:
             raise ValueError(
                 f"space: parameter {name!r} is a nested dict, but scikit-learn parameters are "
@@ -147,7 +153,19 @@ def _check_estimator_params(space: Mapping[str, Any], estimator: Any) -> None:
 
             close = get_close_matches(name, sorted(valid), n=3)
             hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+            place = f"space: {where}{name}: " if where else "space: "
             raise ValueError(
-                f"space: {type(estimator).__name__} has no parameter {name!r}.{hint} "
+                f"{place}{type(estimator).__name__} has no parameter {name!r}.{hint} "
                 f"Its parameters: {', '.join(sorted(valid))}"
             )
+
+
+def _branches(value: Any) -> list[Mapping[str, Any]]:
+    """The sub-spaces of a conditional choice (a choice or grid whose values are all dicts)."""
+    if isinstance(value, Categorical):
+        values = list(value.categories)
+    elif isinstance(value, Mapping) and "grid_search" in value:
+        values = list(value["grid_search"])
+    else:
+        return []
+    return values if values and all(isinstance(v, Mapping) for v in values) else []

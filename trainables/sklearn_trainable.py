@@ -124,6 +124,26 @@ class SklearnTrialOptions:
     data_checked: bool = False
 
 
+def estimator_params(config: Mapping[str, Any], estimator: Any) -> dict[str, Any]:
+    """``set_params`` arguments of a trial's config (cloned, as GridSearchCV does).
+
+    A conditional choice between sub-spaces gives a dict under a key that is not a parameter
+    (``{"kernel_choice": {"kernel": "poly", "degree": 3}}``): its items are the parameters.
+    """
+    valid = set(estimator.get_params(deep=True))
+    params: dict[str, Any] = {}
+
+    def merge(items: Mapping[str, Any]) -> None:
+        for key, value in items.items():
+            if isinstance(value, Mapping) and key not in valid:
+                merge(value)
+            else:
+                params[key] = value
+
+    merge(config)
+    return clone(params, safe=False)
+
+
 def make_sklearn_trainable(
     estimator: BaseEstimator,
     *,
@@ -331,7 +351,7 @@ def run_sklearn_trial(
     folds = list(_iter_folds(estimator, data, options.cv, fit_params, score_params))
     # GridSearchCV clones per split, then sets cloned parameters (parameters may be estimators).
     for fold in folds:
-        fold.estimator = clone(estimator).set_params(**clone(config, safe=False))
+        fold.estimator = clone(estimator).set_params(**estimator_params(config, estimator))
     plan = _plan_stages(folds[0].estimator, options.max_stages, staged=options.staged)
     classes = np.unique(data.y) if is_classifier(estimator) else None
     names: list[str] | None = _scorer_names(options)
