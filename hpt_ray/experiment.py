@@ -46,7 +46,8 @@ Your own project
   takes as data: ``(X, y)``, ``((X_tr, y_tr), (X_val, y_val))``, a bundled name, PyTorch
   ``Dataset`` objects.
 
-Relative paths are relative to ``base_dir`` (default: the experiment file's directory).
+Relative paths (data files, ``trainer_options.init_checkpoint``) are relative to ``base_dir``
+(default: the experiment file's directory).
 ``model`` and ``data.factory`` are import paths looked up on the Python path, then in
 ``base_dir``, then in the working directory, so a ``train.py`` next to the experiment file needs
 no PYTHONPATH; a module found there is shipped to Ray's workers by value (cloudpickle), so they
@@ -283,6 +284,10 @@ def parse_experiment(
     for key in ("searcher_options", "scheduler_options", "resources_per_trial", "trainer_options"):
         if key in kwargs:
             kwargs[key] = dict(kwargs[key])
+    checkpoint = kwargs.get("trainer_options", {}).get("init_checkpoint")
+    if isinstance(checkpoint, str) and not Path(checkpoint).expanduser().is_absolute():
+        # Like data paths: relative to the experiment file (base_dir), wherever it is run from.
+        kwargs["trainer_options"]["init_checkpoint"] = str(root / Path(checkpoint).expanduser())
     return Experiment(
         model=model,
         space=space,

@@ -282,11 +282,13 @@ def load_initial_weights(
         a mismatch), also logged as a warning when anything was skipped.
 
     Raises:
-        ValueError: nothing matched (naming a few names on each side).
+        ValueError: no parameter matched (naming a few names on each side).
     """
     own = model.state_dict()
     matched = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
-    if not matched:
+    parameters = {name for name, _ in model.named_parameters()}
+    # Buffers alone (batch norm's num_batches_tracked is a scalar in every width) are no match.
+    if not parameters & set(matched):
         raise ValueError(
             f"trainer_options['init_checkpoint'] {label}: no tensor matches the model by name and "
             f"shape (checkpoint: {', '.join(list(state)[:5])}...; model: "
