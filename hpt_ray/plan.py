@@ -162,6 +162,7 @@ def plan_experiment(
         torch_plan = plan_torch(
             model, data, epochs=epochs, seed=0 if seed is None else seed, options=trainer_options
         )
+        _check_constant_training_keys(tune_space)
         fn, data_name = torch_plan.fn, torch_plan.data_name
         shipped = {"data": torch_plan.data}
         max_t = epochs
@@ -256,6 +257,35 @@ def _resolve_model(model: Any, kind: str | None, data: Any) -> tuple[str, Any]:
         "train_fn(config) that reports with hpt_ray.report, or a PyTorch model factory "
         f"config -> torch.nn.Module; got {type(model).__name__}"
     )
+
+
+def _check_constant_training_keys(space: Mapping[str, Any]) -> None:
+    """A constant training key the PyTorch trainable refuses (``layer_decay: 0``) fails now, not
+    in every trial: the constants are resolved as a trial would, the searched keys at defaults."""
+    from ray.tune.search.sample import Domain
+
+    from trainables.torch_trainable import TorchTrainingDefaults, resolve_settings
+
+    constants = {
+        key: value
+        for key, value in space.items()
+        if not isinstance(value, Domain)
+        and not (isinstance(value, Mapping) and _holds_domain(value))
+    }
+    try:
+        resolve_settings(constants, TorchTrainingDefaults())
+    except (ValueError, TypeError) as exc:
+        raise type(exc)(f"space: {exc}") from exc
+
+
+def _holds_domain(value: Any) -> bool:
+    from ray.tune.search.sample import Domain
+
+    if isinstance(value, Domain) or (isinstance(value, Mapping) and "grid_search" in value):
+        return True
+    if isinstance(value, Mapping):
+        return any(_holds_domain(v) for v in value.values())
+    return False
 
 
 def _plan_function(

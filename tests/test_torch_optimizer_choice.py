@@ -81,3 +81,24 @@ def test_tune_model_searches_the_optimizer_branches(tmp_path, searcher):
         else:
             assert 0.8 <= row["config/optimizer/beta1"] <= 0.99
             assert row["config/optimizer/momentum"] != row["config/optimizer/momentum"]
+
+
+@pytest.mark.parametrize(
+    ("constant", "needle"),
+    [
+        ({"layer_decay": 0.0}, "config['layer_decay'] must be > 0"),
+        ({"lr_schedule": "cosin"}, "config['lr_schedule'] must be one of"),
+        ({"optimizer": {"name": "adam", "amsgrd": True}}, "did you mean 'amsgrad'"),
+    ],
+)
+def test_a_bad_constant_training_key_fails_before_any_trial(tmp_path, constant, needle):
+    with pytest.raises(ValueError, match=r"^space: ") as info:
+        hpt_ray.tune_model(
+            mlp,
+            {"lr": tune.loguniform(1e-3, 1e-2), **constant},
+            data="iris",
+            storage_path=tmp_path,
+            verbose=0,
+        )
+    assert needle in str(info.value)
+    assert not any(tmp_path.iterdir())
