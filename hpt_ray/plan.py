@@ -33,7 +33,7 @@ from hpt_ray.results import (
 )
 from hpt_ray.schedulers import make_scheduler
 from hpt_ray.settings import SearchSettings, TrialSettings
-from hpt_ray.spaces import to_tune_space, validate_space
+from hpt_ray.user_space import to_tune_space, validate_space
 from trainables.data import Dataset, load_data
 from trainables.resources import resources_from_spec
 from trainables.sklearn_trainable import make_sklearn_trainable, n_stages

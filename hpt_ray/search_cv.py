@@ -60,7 +60,7 @@ from hpt_ray.cluster import check_feasible, ray_resource_names
 from hpt_ray.plan import grid_size
 from hpt_ray.run import ensure_ray, run_experiment
 from hpt_ray.schedulers import SafeScheduler, make_scheduler
-from hpt_ray.spaces import to_tune_space, validate_space
+from hpt_ray.user_space import to_tune_space, validate_space
 from trainables.data import Dataset
 from trainables.resources import resources_from_spec
 from trainables.sklearn_trainable import make_sklearn_trainable, max_reports

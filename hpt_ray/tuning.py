@@ -128,7 +128,7 @@ def tune_model(
             ``trainables.torch_trainable:mlp``).
         space: parameter name -> Ray Tune domain, list (a choice), scipy.stats distribution or
             constant, or a choice between sub-spaces (dicts with their own domains); see
-            ``hpt_ray.spaces``. For PyTorch, training keys (``lr``, ``optimizer``,
+            ``hpt_ray.user_space``. For PyTorch, training keys (``lr``, ``optimizer``,
             ``lr_schedule``, ``freeze_epochs``, ... listed in ``trainables.torch_trainable``)
             configure training; the whole config goes to the factory.
         data: for the built-in trainables ``(X, y)``, ``((X_train, y_train), (X_val, y_val))``,

@@ -44,8 +44,8 @@ from typing import Any, ClassVar
 import numpy as np
 from ray.tune.search import Searcher
 
-from searchers.ray_space import from_ray
 from searchers.space import Encoded, SearchSpace
+from searchers.tune_domains import from_ray
 
 __all__ = [
     "STATE_VERSION",

@@ -1,7 +1,7 @@
 """Search spaces as plain data: one unit-cube dimension per tunable parameter.
 
 Every search core works on the unit cube and never sees Ray domains or Python values; this module
-is the one place that maps between the two. It imports no Ray (`searchers/ray_space.py` builds a
+is the one place that maps between the two. It imports no Ray (`searchers/tune_domains.py` builds a
 `SearchSpace` from a Ray Tune ``param_space``).
 
 Notation:

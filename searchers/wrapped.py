@@ -5,7 +5,7 @@ does the constructor checks, the metric's sign, pending trials, the unknown-tria
 Optuna itself would raise KeyError, and the JSON state). It delegates the algorithm to Ray's
 ``HyperOptSearch`` / ``OptunaSearch`` but owns what Ray's converters get wrong or leave open:
 
-- the space: we convert the Ray param_space with `searchers.ray_space.from_ray` and hand the
+- the space: we convert the Ray param_space with `searchers.tune_domains.from_ray` and hand the
   library a native space built from our `SearchSpace`, because Ray 2.60's converters disagree
   with Ray's own samplers (checked on 2.60: Optuna drops the quantization of ``qloguniform``,
   rejects ``qlograndint`` (step with log) and makes ``qrandint(1, 10, 3)`` the values 1, 4, 7, 10

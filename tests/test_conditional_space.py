@@ -19,9 +19,9 @@ from ray import tune
 from sklearn.model_selection import ParameterGrid
 
 import searchers
-from hpt_ray.spaces import to_tune_space, validate_space
-from searchers.ray_space import from_ray
+from hpt_ray.user_space import to_tune_space, validate_space
 from searchers.space import INACTIVE_UNIT, Lattice
+from searchers.tune_domains import from_ray
 
 # The best branch is the last one, and only its parameters, tuned, reach THRESHOLD: a searcher
 # that always picks branch 0, or that leaves a branch's parameters at one value (0.5 of the

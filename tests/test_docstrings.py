@@ -22,7 +22,7 @@ import pytest
 PACKAGES = ("hpt_ray", "searchers", "trainables")
 # Modules that must keep at least one ``>>>`` example, so a change to the discovery or to the
 # docstrings cannot leave this file testing nothing.
-MUST_HAVE_EXAMPLES = ("hpt_ray.cluster", "hpt_ray.spaces")
+MUST_HAVE_EXAMPLES = ("hpt_ray.cluster", "hpt_ray.user_space")
 # ELLIPSIS lets an example elide a long message ("ValueError: X has ... ") or object repr.
 DOCTEST_FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
 
@@ -72,7 +72,7 @@ def test_experiment_docstring_example_is_a_valid_experiment(tmp_path: Path) -> N
     from hpt_ray import tune_model
     from hpt_ray.experiment import load_experiment
     from hpt_ray.schedulers import make_scheduler
-    from hpt_ray.spaces import to_tune_space, validate_space
+    from hpt_ray.user_space import to_tune_space, validate_space
     from trainables.data import load_data
     from trainables.resources import resources_from_spec
 

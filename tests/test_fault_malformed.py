@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from ray import tune
 
 from hpt_ray.experiment import FIELDS, ExperimentError, parse_experiment
-from hpt_ray.spaces import to_tune_space, validate_space
+from hpt_ray.user_space import to_tune_space, validate_space
 
 pytestmark = pytest.mark.fault
 

@@ -18,8 +18,8 @@ from ray import tune
 from searchers.genetic import GAOptions, GeneticAlgorithm
 from searchers.population import QuasiRandom, reflect
 from searchers.pso import ParticleSwarm, PSOOptions
-from searchers.ray_space import from_ray
 from searchers.space import Lattice, SearchSpace
+from searchers.tune_domains import from_ray
 
 FLOAT_SPACE = from_ray({f"x{i}": tune.uniform(0.0, 1.0) for i in range(4)})
 MIXED_SPACE = from_ray(

@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RAY_MODULES = {
     "searchers.adapters",
     "searchers.base",
-    "searchers.ray_space",
+    "searchers.tune_domains",
     "searchers.testing",
     "searchers.wrapped",
 }

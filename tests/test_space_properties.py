@@ -1,4 +1,4 @@
-"""Property tests for space conversion (`searchers.space`, `searchers.ray_space`).
+"""Property tests for space conversion (`searchers.space`, `searchers.tune_domains`).
 
 Each test builds a one-parameter space from a real Ray Tune domain, so Ray's own edge semantics
 (randint excludes its upper bound, qrandint includes it) are what is checked.
@@ -14,8 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from ray import tune
 
-from searchers.ray_space import from_ray
 from searchers.space import SearchSpace
+from searchers.tune_domains import from_ray
 
 SETTINGS = settings(max_examples=60, deadline=None)
 units = st.floats(min_value=0.0, max_value=1.0, allow_nan=False)

@@ -1,5 +1,4 @@
-"""Search spaces: Ray Tune domains are the canonical language; scikit-learn style spaces are
-translated to them.
+"""The spaces users write, translated to Ray Tune domains (the canonical language of the run).
 
 Accepted for each parameter (nested dicts allowed for PyTorch configs):
     - a Ray Tune domain: ``tune.uniform``, ``loguniform``, ``quniform``, ``qloguniform``,
@@ -18,7 +17,7 @@ Accepted for each parameter (nested dicts allowed for PyTorch configs):
     - anything else is a constant.
 
 >>> from scipy import stats
->>> from hpt_ray.spaces import to_tune_space
+>>> from hpt_ray.user_space import to_tune_space
 >>> space = to_tune_space({"C": stats.loguniform(1e-3, 1e2), "kernel": ["rbf", "linear"]})
 >>> type(space["C"]).__name__, space["C"].lower, space["C"].upper
 ('Float', 0.001, 100.0)
@@ -40,7 +39,7 @@ from ray import tune
 from ray.tune.search.sample import Categorical, Domain
 
 import searchers
-from searchers.ray_space import from_ray, has_grid
+from searchers.tune_domains import from_ray, has_grid
 
 
 def to_tune_space(space: Mapping[str, Any], *, grid: bool = False) -> dict[str, Any]:
