@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from searchers.space import SearchSpace
+from searchers.validation import BOOL, InvalidParameterError, Predicate, check, did_you_mean
 
 if TYPE_CHECKING:
     from ray.tune.search import Searcher
@@ -84,20 +85,28 @@ class _Entry:
 
 
 _REGISTRY: dict[str, _Entry] = {}
+_CALLABLE = Predicate(callable, "callable")
 
 
 def register(name: str, factory: SearcherFactory, *, grid: bool = False) -> None:
-    """Register ``factory(*, seed=None, **options) -> Searcher`` under ``name``.
+    """Register a searcher factory under a name.
 
-    ``grid``: the searcher accepts ``grid_search`` axes in its space. Re-registering a name
-    replaces it (so a later issue can swap an implementation). `searchers.testing` checks that
-    the new searcher keeps the protocol.
+    Re-registering a name replaces it (so a later issue can swap an implementation).
+    `searchers.testing` checks that the new searcher keeps the protocol.
+
+    Args:
+        name: the name `make_searcher` and ``tune_model(searcher=...)`` take (non-empty).
+        factory: ``factory(*, seed=None, **options) -> Searcher``; a factory without
+            ``**options`` has unknown options refused for it by `make_searcher`.
+        grid: the searcher accepts ``grid_search`` axes in its space.
     """
     if not isinstance(name, str) or not name:
-        raise ValueError(f"searcher name must be a non-empty str, got {name!r}")
-    if not callable(factory):
-        raise TypeError(f"factory for {name!r} must be callable, got {factory!r}")
-    _REGISTRY[name] = _Entry(factory, bool(grid))
+        raise InvalidParameterError(
+            f"searcher name must be a non-empty str, got {name!r} ({type(name).__name__})"
+        )
+    check(f"factory for {name!r}", factory, _CALLABLE)
+    check("grid", grid, BOOL)
+    _REGISTRY[name] = _Entry(factory, grid)
 
 
 def available() -> list[str]:
@@ -106,15 +115,26 @@ def available() -> list[str]:
 
 
 def supports_grid(name: str) -> bool:
-    """Whether searcher ``name`` accepts ``{"grid_search": [...]}`` in its space."""
+    """Whether a searcher accepts ``{"grid_search": [...]}`` in its space.
+
+    Args:
+        name: a registered searcher name (`available`); an unknown one is an
+            `InvalidParameterError` with the closest name.
+    """
     return _entry(name).grid
 
 
 def make_searcher(name: str, *, seed: int | None = None, **options: Any) -> Searcher:
-    """A new searcher ``name`` seeded with ``seed``; ``options`` go to its constructor.
+    """A new searcher by name.
 
-    Unknown name: ValueError listing the available ones. Unknown option: TypeError naming it and
-    the accepted ones.
+    Args:
+        name: a registered name (`available`).
+        seed: seeds the searcher (None: a fresh random seed).
+        options: go to its constructor.
+
+    Raises:
+        InvalidParameterError: an unknown name (the closest one and the available ones) or an
+            unknown option (the closest accepted one); a ValueError and a TypeError both.
     """
     entry = _entry(name)
     _check_options(name, entry.factory, options)
@@ -123,7 +143,10 @@ def make_searcher(name: str, *, seed: int | None = None, **options: Any) -> Sear
 
 def _entry(name: str) -> _Entry:
     if name not in _REGISTRY:
-        raise ValueError(f"unknown searcher {name!r}; available: {', '.join(available())}")
+        raise InvalidParameterError(
+            f"unknown searcher {name!r}{did_you_mean(str(name), available())} "
+            f"(available: {', '.join(available())})"
+        )
     return _REGISTRY[name]
 
 
@@ -137,9 +160,9 @@ def _check_options(name: str, factory: SearcherFactory, options: dict[str, Any])
     accepted = {n for n, p in params.items() if p.kind is not inspect.Parameter.VAR_POSITIONAL}
     for option in options:
         if option not in accepted:
-            raise TypeError(
-                f"searcher {name!r} got an unknown option {option!r}; it accepts "
-                f"{sorted(accepted)}"
+            raise InvalidParameterError(
+                f"searcher {name!r} got an unknown option {option!r}"
+                f"{did_you_mean(option, accepted)}; it accepts {sorted(accepted)}"
             )
 
 

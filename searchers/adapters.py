@@ -33,6 +33,7 @@ from searchers.grid import GridCore, GridOptions
 from searchers.pso import ParticleSwarm, PSOOptions
 from searchers.random_search import RandomCore, RandomOptions
 from searchers.space import Encoded, SearchSpace
+from searchers.validation import Interval, InvalidParameterError, check_params, did_you_mean
 
 __all__ = [
     "CoreSearcher",
@@ -57,10 +58,8 @@ class BaseOptions:
     random_retries: int = 64
 
     def __post_init__(self) -> None:
-        for name in ("duplicate_retries", "random_retries"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+        positive = Interval(int, 1, None)
+        check_params(self, {"duplicate_retries": (positive,), "random_retries": (positive,)})
 
 
 class CoreSearcher(BaseSearcher):
@@ -271,13 +270,15 @@ class GPEISearcher(CoreSearcher):
 
 
 def _options_from(cls: Any, searcher: str, options: dict[str, Any]) -> Any:
-    """``cls(**options)`` for an options dataclass, with a TypeError naming an unknown option."""
+    """``cls(**options)`` for an options dataclass; an unknown option is an
+    `InvalidParameterError` naming it and the closest accepted one."""
     accepted = sorted(f.name for f in fields(cls))
     for name in options:
         if name not in accepted:
-            raise TypeError(
-                f"searcher {searcher!r} got an unknown option {name!r}; it accepts the base "
-                f"options duplicate_retries, random_retries and {accepted}"
+            hint = did_you_mean(name, [*accepted, "duplicate_retries", "random_retries", "seed"])
+            raise InvalidParameterError(
+                f"searcher {searcher!r} got an unknown option {name!r}{hint}; it accepts the "
+                f"base options duplicate_retries, random_retries and {accepted}"
             )
     return cls(**options)
 

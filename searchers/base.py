@@ -46,6 +46,7 @@ from ray.tune.search import Searcher
 
 from searchers.space import Encoded, SearchSpace
 from searchers.tune_domains import from_ray
+from searchers.validation import InstanceOf, Interval, Options, check
 
 __all__ = [
     "STATE_VERSION",
@@ -155,10 +156,13 @@ class BaseSearcher(Searcher):
         seed: int | None = None,
     ) -> None:
         check_metric_mode(metric, mode)
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
-            raise TypeError(f"seed must be an int or None, got {seed!r}")
-        if points_to_evaluate is not None and not isinstance(points_to_evaluate, (list, tuple)):
-            raise TypeError("points_to_evaluate must be a list of config dicts")
+        check("seed", seed, Interval(int, None, None), None)
+        check(
+            "points_to_evaluate",
+            points_to_evaluate,
+            InstanceOf((list, tuple), "a list of config dicts"),
+            None,
+        )
         super().__init__(metric=metric, mode=mode)
         self._seed = None if seed is None else int(seed)
         self._raw_points: list[Mapping[str, Any]] = list(points_to_evaluate or [])
@@ -384,11 +388,9 @@ class BaseSearcher(Searcher):
 
 
 def check_metric_mode(metric: Any, mode: Any) -> None:
-    """ValueError/TypeError for a bad metric or mode (None is allowed: set later)."""
-    if metric is not None and not isinstance(metric, str):
-        raise TypeError(f"metric must be a str (one objective), got {metric!r}")
-    if mode is not None and mode not in ("min", "max"):
-        raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
+    """`InvalidParameterError` for a bad metric or mode (None is allowed: set later)."""
+    check("metric", metric, InstanceOf(str, "a str (one objective)"), None)
+    check("mode", mode, Options(("min", "max")), None)
 
 
 def atomic_write_json(path: str | os.PathLike[str], data: Any) -> None:

@@ -35,6 +35,7 @@ from searchers.population import (
     reflect,
 )
 from searchers.space import Lattice, SearchSpace
+from searchers.validation import Interval, InvalidParameterError, check_params
 
 __all__ = ["GAOptions", "GeneticAlgorithm"]
 
@@ -77,24 +78,25 @@ class GAOptions:
     breed_after: int | None = None
 
     def __post_init__(self) -> None:
-        for name in ("population_size", "tournament_size", "breed_after"):
-            value = getattr(self, name)
-            if value is None and name != "tournament_size":
-                continue
-            if isinstance(value, bool) or not isinstance(value, int) or value < 2:
-                raise ValueError(f"{name} must be an int >= 2, got {value!r}")
-        for name in ("crossover_prob", "p_incumbent", "p_category"):
-            value = getattr(self, name)
-            if value is None and name == "p_category":
-                continue
-            if not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
-                raise ValueError(f"{name} must be a probability in [0, 1], got {value!r}")
-        for name in ("sbx_eta", "sigma", "sigma_min", "sigma_max"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-                raise ValueError(f"{name} must be a positive number, got {value!r}")
+        at_least_2, probability = Interval(int, 2, None), Interval(float, 0, 1)
+        positive = Interval(float, 0, math.inf, closed="neither")
+        check_params(
+            self,
+            {
+                "population_size": (at_least_2, None),
+                "tournament_size": (at_least_2,),
+                "breed_after": (at_least_2, None),
+                "crossover_prob": (probability,),
+                "p_incumbent": (probability,),
+                "p_category": (probability, None),
+                "sbx_eta": (positive,),
+                "sigma": (positive,),
+                "sigma_min": (positive,),
+                "sigma_max": (positive,),
+            },
+        )
         if not self.sigma_min <= self.sigma <= self.sigma_max:
-            raise ValueError(
+            raise InvalidParameterError(
                 f"need sigma_min <= sigma <= sigma_max, got {self.sigma_min}, {self.sigma}, "
                 f"{self.sigma_max}"
             )

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from searchers.space import SearchSpace
+from searchers.validation import Interval, check
 
 __all__ = ["GridCore", "GridOptions"]
 
@@ -32,9 +33,7 @@ class GridOptions:
     max_axis_values: int = 64
 
     def __post_init__(self) -> None:
-        value = self.max_axis_values
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"max_axis_values must be an int >= 1, got {value!r}")
+        check("max_axis_values", self.max_axis_values, Interval(int, 1, None))
 
 
 class GridCore:

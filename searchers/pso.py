@@ -40,6 +40,7 @@ from searchers.population import (
     reflect,
 )
 from searchers.space import Lattice, SearchSpace
+from searchers.validation import Interval, InvalidParameterError, check_params
 
 __all__ = ["PSOOptions", "ParticleSwarm"]
 
@@ -84,39 +85,42 @@ class PSOOptions:
     stagnation: int | None = None
 
     def __post_init__(self) -> None:
-        for name in ("n_particles", "stagnation"):
-            value = getattr(self, name)
-            if value is not None and (
-                isinstance(value, bool) or not isinstance(value, int) or value < 2
-            ):
-                raise ValueError(f"{name} must be an int >= 2 or None, got {value!r}")
-        for name in ("local_successes", "local_failures"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
-        for name in (
-            "chi",
-            "c_cognitive",
-            "c_social",
-            "v_max",
-            "local_radius",
-            "local_min_radius",
-            "local_max_radius",
-        ):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-                raise ValueError(f"{name} must be a positive number, got {value!r}")
+        at_least_2, positive_int = Interval(int, 2, None), Interval(int, 1, None)
+        positive = Interval(float, 0, math.inf, closed="neither")
+        probability = Interval(float, 0, 1)
+        check_params(
+            self,
+            {
+                "n_particles": (at_least_2, None),
+                "stagnation": (at_least_2, None),
+                "local_successes": (positive_int,),
+                "local_failures": (positive_int,),
+                **{
+                    name: (positive,)
+                    for name in (
+                        "chi",
+                        "c_cognitive",
+                        "c_social",
+                        "v_max",
+                        "local_radius",
+                        "local_min_radius",
+                        "local_max_radius",
+                    )
+                },
+                "p_social": (probability,),
+                "p_cognitive": (probability,),
+                "p_random": (probability,),
+            },
+        )
         if not self.local_min_radius <= self.local_radius <= self.local_max_radius:
-            raise ValueError(
+            raise InvalidParameterError(
                 "need local_min_radius <= local_radius <= local_max_radius, got "
                 f"{self.local_min_radius}, {self.local_radius}, {self.local_max_radius}"
             )
         probs = (self.p_social, self.p_cognitive, self.p_random)
-        bad = any(not isinstance(p, (int, float)) or not 0 <= p <= 1 for p in probs)
-        if bad or sum(probs) > 1:
-            raise ValueError(
-                f"p_social, p_cognitive, p_random must lie in [0, 1] and sum to at most 1, got "
-                f"{probs}"
+        if sum(probs) > 1:
+            raise InvalidParameterError(
+                f"p_social, p_cognitive, p_random must sum to at most 1, got {probs}"
             )
 
 

@@ -28,7 +28,6 @@ the parameter path (``optimizer[1]/momentum`` for the second branch of ``optimiz
 
 from __future__ import annotations
 
-import numbers
 from collections.abc import Mapping
 from typing import Any
 
@@ -56,6 +55,7 @@ from searchers.space import (
     SearchSpace,
     path_name,
 )
+from searchers.validation import Interval, InvalidParameterError, check, is_real
 
 __all__ = ["from_ray", "has_grid"]
 
@@ -69,7 +69,7 @@ def from_ray(param_space: Mapping[str, Any], *, allow_grid: bool = False) -> Sea
     axes; only the grid searcher sets it.
     """
     if not isinstance(param_space, Mapping):
-        raise TypeError(
+        raise InvalidParameterError(
             f"param_space must be a dict of Ray Tune domains, got {type(param_space).__name__}"
         )
     params: list[Param] = []
@@ -192,7 +192,7 @@ def _is_grid(value: Any) -> bool:
 def _convert_domain(path: Path, domain: Domain, allow_grid: bool) -> Param:
     name = path_name(path)
     if isinstance(domain, Function):
-        raise ValueError(
+        raise InvalidParameterError(
             f"parameter {name!r}: tune.sample_from / function domains are not supported by "
             "these searchers; use tune.uniform/randint/choice, or compute the value inside the "
             "trainable from the other parameters"
@@ -201,7 +201,9 @@ def _convert_domain(path: Path, domain: Domain, allow_grid: bool) -> Param:
         if domain.is_grid():
             return _grid_axis(path, domain.categories, allow_grid)
         if not domain.categories:
-            raise ValueError(f"parameter {name!r}: tune.choice([]) has no choices; give one")
+            raise InvalidParameterError(
+                f"parameter {name!r}: tune.choice([]) has no choices; give one"
+            )
         return CategoricalParam(path, tuple(domain.categories))
 
     sampler = domain.get_sampler()
@@ -210,12 +212,12 @@ def _convert_domain(path: Path, domain: Domain, allow_grid: bool) -> Param:
         q = sampler.q
         sampler = sampler.get_sampler()
     if isinstance(sampler, Normal):
-        raise ValueError(
+        raise InvalidParameterError(
             f"parameter {name!r}: tune.randn/qrandn (normal distributions) are unbounded and not "
             "supported; use tune.uniform(lower, upper) or tune.quniform with explicit bounds"
         )
     if not isinstance(sampler, (Uniform, LogUniform)):
-        raise ValueError(
+        raise InvalidParameterError(
             f"parameter {name!r}: sampler {type(sampler).__name__} is not supported; use "
             "tune.uniform, loguniform, quniform, qloguniform, randint, lograndint, qrandint, "
             "qlograndint or choice"
@@ -225,25 +227,25 @@ def _convert_domain(path: Path, domain: Domain, allow_grid: bool) -> Param:
         return FloatParam(path, lower=domain.lower, upper=domain.upper, log=log, q=q)
     if isinstance(domain, Integer):
         lower, upper = domain.lower, domain.upper
-        if q is not None and (isinstance(q, bool) or float(q) != int(q) or q < 1):
-            raise ValueError(
-                f"parameter {name!r}: integer quantization q={q!r} must be an int >= 1"
-            )
-        for label, bound in (("lower", lower), ("upper", upper)):
-            if isinstance(bound, bool) or not isinstance(bound, numbers.Integral):
-                raise ValueError(f"parameter {name!r}: {label} bound {bound!r} must be an int")
+        if is_real(q) and float(q).is_integer():
+            q = int(q)  # a whole float step (2.0) is the integer step
+        check(f"parameter {name!r}: integer quantization q", q, Interval(int, 1, None), None)
+        check(f"parameter {name!r}: lower bound", lower, Interval(int, None, None))
+        check(f"parameter {name!r}: upper bound", upper, Interval(int, None, None))
         lower, upper = int(lower), int(upper)
         if lower >= upper:
-            raise ValueError(
+            raise InvalidParameterError(
                 f"parameter {name!r}: lower bound {lower} must be below upper bound {upper}"
             )
         if log and lower <= 0:
-            raise ValueError(f"parameter {name!r}: log scale needs bounds > 0, got lower={lower}")
+            raise InvalidParameterError(
+                f"parameter {name!r}: log scale needs bounds > 0, got lower={lower}"
+            )
         # Ray's samplers: randint/lograndint exclude the upper bound; quantized ones include it,
         # except q == 1, where Quantized samples index range [lower, upper) (sample.py, 2.60).
         inclusive_upper = upper if q is not None and int(q) != 1 else upper - 1
         return IntParam(path, lower=lower, upper=inclusive_upper, log=log, q=int(q or 1))
-    raise ValueError(
+    raise InvalidParameterError(
         f"parameter {name!r}: domain type {type(domain).__name__} is not supported; use "
         "tune.uniform, randint or choice"
     )
@@ -252,16 +254,16 @@ def _convert_domain(path: Path, domain: Domain, allow_grid: bool) -> Param:
 def _grid_axis(path: Path, values: Any, allow_grid: bool) -> CategoricalParam:
     name = path_name(path)
     if not allow_grid:
-        raise ValueError(
+        raise InvalidParameterError(
             f"parameter {name!r} uses grid_search, which only the grid searcher supports; "
             "use searcher='grid', or replace it with tune.choice([...])"
         )
     if not isinstance(values, (list, tuple)):
-        raise ValueError(
+        raise InvalidParameterError(
             f"parameter {name!r}: grid_search needs a list of values, got {type(values).__name__}"
         )
     if not values:
-        raise ValueError(f"parameter {name!r}: grid_search([]) has no values; give one")
+        raise InvalidParameterError(f"parameter {name!r}: grid_search([]) has no values; give one")
     for value in values:
         _reject_nested_domain(path, value, inside="grid_search")
     return CategoricalParam(path, tuple(values))
@@ -277,7 +279,7 @@ def _reject_nested_domain(path: Path, value: Any, *, inside: str = "a list") -> 
     while stack:
         item = stack.pop()
         if isinstance(item, Domain) or _is_grid_dict(item):
-            raise ValueError(
+            raise InvalidParameterError(
                 f"parameter {path_name(path)!r}: a search domain inside {inside} is not "
                 "supported; give every tunable value its own key in a dict (for a choice between "
                 "sub-spaces, tune.choice([{'name': 'a', 'x': tune.uniform(0, 1)}, {...}]))"

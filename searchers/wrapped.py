@@ -49,6 +49,7 @@ from searchers.space import (
     Param,
     SearchSpace,
 )
+from searchers.validation import InvalidParameterError, Options, check, did_you_mean
 
 __all__ = ["BACKENDS", "DefineByRun", "WrappedSearcher"]
 
@@ -297,15 +298,15 @@ class WrappedSearcher(BaseSearcher):
         seed: int | None = None,
         **options: Any,
     ) -> None:
-        if algorithm not in BACKENDS:
-            raise ValueError(f"unknown wrapped algorithm {algorithm!r}; one of {sorted(BACKENDS)}")
+        check("algorithm", algorithm, Options(sorted(BACKENDS)))
         accepted = BACKENDS[algorithm].options()
         for option in options:
             if option not in accepted:
                 common = {"seed", "space", "metric", "mode", "points_to_evaluate"}
-                raise TypeError(
-                    f"searcher {algorithm!r} got an unknown option {option!r}; it accepts "
-                    f"{sorted(accepted | common)}"
+                known = sorted(accepted | common)
+                raise InvalidParameterError(
+                    f"searcher {algorithm!r} got an unknown option {option!r}"
+                    f"{did_you_mean(option, known)}; it accepts {known}"
                 )
         self.searcher_name = algorithm  # BACKENDS is looked up by name: instances stay picklable
         self._options = dict(options)

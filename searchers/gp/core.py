@@ -39,6 +39,7 @@ from searchers.gp.model import (
 )
 from searchers.gp.optimize import AcquisitionSettings, maximize_log_ei
 from searchers.space import Lattice, SearchSpace
+from searchers.validation import Interval, InvalidParameterError, check, check_params
 
 __all__ = ["GPEICore", "GPEIOptions"]
 
@@ -122,38 +123,23 @@ class GPEIOptions:
             "acq_maxiter": 0,
             "discrete_rounds": 0,
         }
-        for name, low in ints.items():
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
-        for name in ("lengthscale_mu0", "lengthscale_sigma", "lengthscale_spread", "noise_rate"):
-            value = getattr(self, name)
-            if (
-                isinstance(value, bool)
-                or not isinstance(value, (int, float))
-                or not (math.isfinite(value) and (name == "lengthscale_mu0" or value > 0))
-            ):
-                kind = "a finite number" if name == "lengthscale_mu0" else "a number > 0"
-                raise ValueError(f"{name} must be {kind}, got {value!r}")
-        skill = self.min_loo_skill
-        if skill is not None and (
-            isinstance(skill, bool)
-            or not isinstance(skill, (int, float))
-            or not math.isfinite(skill)
-            or skill >= 1
-        ):
-            raise ValueError(f"min_loo_skill must be a number < 1 or None, got {skill!r}")
-        n = self.n_initial
-        if n is not None and (isinstance(n, bool) or not isinstance(n, int) or n < 1):
-            raise ValueError(f"n_initial must be an int >= 1 or None, got {n!r}")
-        if not self.local_scales or any(
-            isinstance(s, bool) or not isinstance(s, (int, float)) or not 0 < s <= 1
-            for s in self.local_scales
-        ):
-            raise ValueError(
-                f"local_scales must be a non-empty sequence of numbers in (0, 1], got "
-                f"{self.local_scales!r}"
-            )
+        check_params(self, {name: (Interval(int, low, None),) for name, low in ints.items()})
+        positive = Interval(float, 0, math.inf, closed="neither")
+        check_params(
+            self,
+            {
+                "lengthscale_mu0": (Interval(float, -math.inf, math.inf, closed="neither"),),
+                "lengthscale_sigma": (positive,),
+                "lengthscale_spread": (positive,),
+                "noise_rate": (positive,),
+                "min_loo_skill": (Interval(float, -math.inf, 1, closed="neither"), None),
+                "n_initial": (Interval(int, 1, None), None),
+            },
+        )
+        if not self.local_scales:
+            raise InvalidParameterError("local_scales must be a non-empty sequence, got ()")
+        for i, scale in enumerate(self.local_scales):
+            check(f"local_scales[{i}]", scale, Interval(float, 0, 1, closed="right"))
 
     def prior(self, dim: int) -> HyperPrior:
         return HyperPrior(
