@@ -79,12 +79,23 @@ import sys
 import traceback
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from difflib import get_close_matches
 from pathlib import Path
 from typing import Any
 
 import yaml
 from ray import tune
+
+from hpt_ray.function import KINDS
+from searchers.validation import (
+    InstanceOf,
+    InvalidParameterError,
+    Options,
+    check,
+    closest,
+    did_you_mean,
+    is_integer,
+    is_real,
+)
 
 DOMAINS: dict[str, Any] = {
     "uniform": tune.uniform,
@@ -99,7 +110,6 @@ DOMAINS: dict[str, Any] = {
     "grid_search": lambda *values: tune.grid_search(list(values)),
 }
 
-KINDS: tuple[str, ...] = ("sklearn", "torch", "function")
 
 # Field -> (required, accepted types, help). The order is the order errors are reported in.
 FIELDS: dict[str, tuple[bool, tuple[type, ...], str]] = {
@@ -155,8 +165,12 @@ _READERS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".npz": "npz
 _GROUP_SPLITTERS = ("Group",)
 
 
-class ExperimentError(ValueError):
-    """An experiment file is invalid; the message names the field and the fix."""
+class ExperimentError(InvalidParameterError):
+    """An experiment file is invalid; the message names the field and the fix.
+
+    An `InvalidParameterError` (so a ValueError and a TypeError): a bad file is bad user input,
+    caught and printed as one line by the CLI like any other.
+    """
 
 
 @dataclass(frozen=True)
@@ -253,20 +267,17 @@ def parse_experiment(
             if required:
                 raise ExperimentError(f"{source}: missing field {key!r}: {help_text}")
             continue
-        value = document[key]
-        bad_bool = isinstance(value, bool) and bool not in types
-        if bad_bool or not isinstance(value, types):
-            raise ExperimentError(
-                f"{source}: field {key!r} must be {help_text}, "
-                f"got {type(value).__name__} {value!r}"
-            )
+        try:
+            check(f"field {key!r}", document[key], InstanceOf(types, help_text))
+        except InvalidParameterError as exc:
+            raise ExperimentError(f"{source}: {exc}") from None
     root = _base_dir(document.get("base_dir"), base_dir, source)
     kind = document.get("kind")
     if kind is not None and kind not in KINDS:
-        raise ExperimentError(
-            f"{source}: field 'kind' must be one of {', '.join(KINDS)}, got {kind!r}"
-            f"{_did_you_mean(kind, KINDS)}"
-        )
+        try:
+            check("field 'kind'", kind, Options(KINDS))
+        except InvalidParameterError as exc:
+            raise ExperimentError(f"{source}: {exc}") from None
     model = resolve_model(
         document["model"], document.get("model_params") or {}, source=source, base_dir=root
     )
@@ -406,7 +417,7 @@ def resolve_data(
     if "path" in spec:
         _check_keys(keys, _FILE_KEYS, source)
         return _read_data_files(spec, source=source, root=root, load=load)
-    hint = _did_you_mean(keys[0], (*_FILE_KEYS, *_FACTORY_KEYS)) if keys else ""
+    hint = did_you_mean(keys[0], (*_FILE_KEYS, *_FACTORY_KEYS)) if keys else ""
     raise ExperimentError(
         f"{source}: field 'data' as a mapping needs 'path' (a file: {{path: train.csv, target: "
         f"label}}) or 'factory' ({{factory: 'mymodule:load'}}); got keys {keys}{hint}"
@@ -425,7 +436,7 @@ def _bundled_name(name: str, source: str) -> str:
             f"data: {{path: {name}, target: <label column>}}"
         )
     raise ExperimentError(
-        f"{source}: field 'data': unknown data set {name!r}{_did_you_mean(name, names)} "
+        f"{source}: field 'data': unknown data set {name!r}{did_you_mean(name, names)} "
         f"(bundled: {', '.join(names)}; your own data: {{path: FILE, target: COLUMN}} or "
         "{factory: 'mymodule:load'})"
     )
@@ -435,7 +446,7 @@ def _check_keys(keys: list[str], allowed: Sequence[str], source: str) -> None:
     for key in keys:
         if key not in allowed:
             raise ExperimentError(
-                f"{source}: field 'data': unknown key {key!r}{_did_you_mean(key, allowed)} "
+                f"{source}: field 'data': unknown key {key!r}{did_you_mean(key, allowed)} "
                 f"(this form takes {', '.join(allowed)})"
             )
 
@@ -566,7 +577,7 @@ def _read_one(
         names = [str(c) for c in columns]
         raise ExperimentError(
             f"{source}: field 'data.target': no column {target!r} in {path.name}"
-            f"{_did_you_mean(str(target), names)} (columns: {_shorten(names)})"
+            f"{did_you_mean(str(target), names)} (columns: {_shorten(names)})"
         )
     if features is None:
         X = frame.drop(columns=[target])
@@ -574,7 +585,7 @@ def _read_one(
         missing = [f for f in features if f not in columns]
         if missing:
             names = [str(c) for c in columns]
-            hint = _did_you_mean(str(missing[0]), names)
+            hint = did_you_mean(str(missing[0]), names)
             raise ExperimentError(
                 f"{source}: field 'data.features': no column {missing[0]!r} in {path.name}"
                 f"{hint} (columns: {_shorten(names)})"
@@ -597,7 +608,7 @@ def _shorten(names: list[str], limit: int = 20) -> str:
 
 def resolve_cv(value: Any, *, source: str = "<experiment>") -> Any:
     """``cv``: an int stays an int; ``Name`` or ``{Name: {options}}`` -> that splitter instance."""
-    if isinstance(value, int) and not isinstance(value, bool):
+    if is_integer(value):
         return value
     options: Any = {}
     if isinstance(value, str):
@@ -612,7 +623,7 @@ def resolve_cv(value: Any, *, source: str = "<experiment>") -> Any:
     splitters = _splitters()
     if name not in splitters:
         raise ExperimentError(
-            f"{source}: field 'cv': unknown splitter {name!r}{_did_you_mean(str(name), splitters)}"
+            f"{source}: field 'cv': unknown splitter {name!r}{did_you_mean(str(name), splitters)}"
             f" (sklearn.model_selection has {', '.join(splitters)})"
         )
     if any(marker in name for marker in _GROUP_SPLITTERS):
@@ -671,7 +682,7 @@ def parse_domain(entry: Any, where: str, source: str) -> Any:
                 if not args:
                     raise ExperimentError(f"{source}: {where}: {kind} needs at least one value")
                 return DOMAINS[kind](*args)
-            if not all(isinstance(a, (int, float)) and not isinstance(a, bool) for a in args):
+            if not all(is_real(a) for a in args):
                 raise ExperimentError(
                     f"{source}: {where}: {kind} takes numbers [low, high(, q)], got {args!r}"
                 )
@@ -701,7 +712,7 @@ def parse_domain(entry: Any, where: str, source: str) -> Any:
 
 
 def _near_domains(name: str) -> list[str]:
-    return [] if name in DOMAINS else get_close_matches(name, list(DOMAINS), n=1, cutoff=0.75)
+    return [] if name in DOMAINS else closest(name, DOMAINS, cutoff=0.75)
 
 
 # -- import paths -------------------------------------------------------------------------------
@@ -755,7 +766,7 @@ def import_object(
             public = [n for n in dir(module) if not n.startswith("_")]
             raise ExperimentError(
                 f"{source}: field {field!r}: {module_name!r} ({getattr(module, '__file__', '')})"
-                f" has no attribute {attr!r}{_did_you_mean(attr, public)}"
+                f" has no attribute {attr!r}{did_you_mean(attr, public)}"
             )
         target = getattr(target, part)
     return target
@@ -837,11 +848,6 @@ def _base_dir(value: Any, default: str | Path | None, source: str) -> Path:
 # -- messages -----------------------------------------------------------------------------------
 
 
-def _did_you_mean(name: str, choices: Sequence[str]) -> str:
-    close = get_close_matches(name, list(choices), n=1)
-    return f"; did you mean {close[0]!r}?" if close else ""
-
-
 def _describe(exc: BaseException) -> str:
     """'NameError: name 'x' is not defined (at /path/train.py:12)': the user's error and line."""
     frames = traceback.extract_tb(exc.__traceback__)
@@ -852,4 +858,4 @@ def _describe(exc: BaseException) -> str:
 
 
 def _field_hint(name: str) -> str:
-    return _did_you_mean(name, list(FIELDS)) or f"; known fields: {', '.join(FIELDS)}"
+    return did_you_mean(name, list(FIELDS)) or f"; known fields: {', '.join(FIELDS)}"

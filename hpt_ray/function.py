@@ -51,12 +51,16 @@ from typing import Any
 
 from ray import tune
 
+from searchers.validation import InvalidParameterError, Options, check
+
 # Ray Tune's own functions: code written for Ray Tune runs unchanged under hpt_ray.
 report = tune.report
 get_checkpoint = tune.get_checkpoint
 Checkpoint = tune.Checkpoint
 
 DEFAULT_MAX_REPORTS = 100
+# The kinds of trainable (``kind=``), in the order the rules below try them.
+KINDS = ("function", "torch", "sklearn")
 
 
 @dataclass(frozen=True)
@@ -87,7 +91,9 @@ def with_data(fn: Callable[..., Any], **objects: Any) -> WithData:
     if isinstance(fn, WithData):
         return WithData(fn.fn, {**fn.objects, **objects})
     if not callable(fn):
-        raise TypeError(f"with_data: fn must be a training function, got {type(fn).__name__}")
+        raise InvalidParameterError(
+            f"with_data: fn must be a training function, got {type(fn).__name__}"
+        )
     check_signature(fn, objects, where="with_data", partial=True)
     return WithData(fn, dict(objects))
 
@@ -106,7 +112,7 @@ def check_signature(
     except TypeError as exc:
         name = getattr(fn, "__name__", type(fn).__name__)
         wanted = ", ".join(["config", *objects])
-        raise TypeError(
+        raise InvalidParameterError(
             f"{where}: {name}{signature} cannot be called as {name}({wanted}): {exc}. A "
             "training function takes the trial's config as its first argument"
             + (
@@ -123,12 +129,7 @@ def resolve_kind(model: Any, kind: str | None, data: Any) -> str:
     from sklearn.base import BaseEstimator
 
     if kind is not None:
-        if kind not in ("sklearn", "torch", "function"):
-            raise ValueError(
-                f"kind must be 'sklearn', 'torch' or 'function' (or None to detect it), got "
-                f"{kind!r}"
-            )
-        return kind
+        return str(check("kind", kind, Options(KINDS)))
     if isinstance(model, WithData):
         return "function"
     if isinstance(model, BaseEstimator) or (

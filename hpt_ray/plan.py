@@ -32,14 +32,17 @@ from hpt_ray.results import (
     missing_metric_message,
 )
 from hpt_ray.schedulers import make_scheduler
-from hpt_ray.settings import SearchSettings, TrialSettings
+from hpt_ray.settings import POSITIVE_INT, SearchSettings, TrialSettings
 from hpt_ray.user_space import to_tune_space, validate_space
+from searchers.validation import InvalidParameterError, Options, check, refused_input
 from trainables.data import Dataset, load_data
 from trainables.resources import resources_from_spec
-from trainables.sklearn_trainable import make_sklearn_trainable, n_stages
+from trainables.sklearn_trainable import check_cv_arg, make_sklearn_trainable, n_stages
 
 if TYPE_CHECKING:
     from hpt_ray.tuning import TuneResult
+
+MODES = ("min", "max")
 
 
 @dataclass
@@ -81,8 +84,7 @@ def plan_experiment(
     )
     cv, scoring, trainer_options = trial.cv, trial.scoring, trial.trainer_options
     kind, model = _resolve_model(model, kind, data)
-    if mode is not None and mode not in ("min", "max"):
-        raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
+    check("mode", mode, Options(MODES), None)
     resources = resources_from_spec(dict(resources_per_trial or {"cpu": 1}))
     is_grid = isinstance(searcher, str) and searcher == "grid"
     tune_space = to_tune_space(space, grid=is_grid)
@@ -90,31 +92,34 @@ def plan_experiment(
 
     if kind == "sklearn":
         if trainer_options:
-            raise ValueError(
+            raise InvalidParameterError(
                 "trainer_options apply to PyTorch model factories only; a scikit-learn "
                 "estimator takes its settings as parameters (space or the instance)"
             )
-        dataset = load_data(data, seed=0 if seed is None else seed)
+        with refused_input():  # trainables.data raises ValueError for a bad data argument
+            dataset = load_data(data, seed=0 if seed is None else seed)
         shipped, data_name = {"data": dataset}, dataset.name
         splits = _materialize_cv(cv, model, dataset)
         default_metric = "mean_test_score"
         if isinstance(scoring, (list, tuple, set, dict)) and metric is None:
-            raise ValueError(
+            raise InvalidParameterError(
                 "metric: with several scorers, name the one to optimize, "
                 "e.g. metric='mean_test_accuracy'"
             )
         # A failing fit fails its trial (with its message in the table); staging only helps a
         # scheduler that stops trials early, and partial_fit epochs do not score as fit does.
         staged = not (isinstance(scheduler, str) and scheduler.lower() == "fifo")
-        fn = make_sklearn_trainable(
-            model,
-            cv=splits,
-            scoring=scoring,
-            max_stages=max_stages,
-            error_score="raise",
-            staged=staged,
-            data=dataset,
-        )
+        # Refuses NaN/inf in the data with trainables.data's ValueError: the user's data.
+        with refused_input():
+            fn = make_sklearn_trainable(
+                model,
+                cv=splits,
+                scoring=scoring,
+                max_stages=max_stages,
+                error_score="raise",
+                staged=staged,
+                data=dataset,
+            )
         max_t = _max_stages(model, tune_space, max_stages) if staged else 1
         metric, mode = metric or default_metric, mode or "max"
         _check_metric(
@@ -140,18 +145,15 @@ def plan_experiment(
         build_model = _function_best_model
     else:
         if cv is not None or scoring is not None:
-            raise ValueError(
+            raise InvalidParameterError(
                 "cv and scoring apply to scikit-learn models only; PyTorch trials use a "
                 "hold-out validation split (pass data=((X_tr, y_tr), (X_val, y_val)) to fix it)"
             )
-        epochs = 10 if epochs is None else epochs
-        if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
-            raise ValueError(f"epochs must be a positive integer, got {epochs!r}")
-        constant_epochs = tune_space.get("epochs")
-        if isinstance(constant_epochs, int) and not isinstance(constant_epochs, bool):
-            epochs = constant_epochs
+        epochs = check("epochs", 10 if epochs is None else epochs, POSITIVE_INT)
+        if "epochs" in tune_space and not _holds_domain(tune_space["epochs"]):
+            epochs = check("space: 'epochs'", tune_space["epochs"], POSITIVE_INT)
         elif "epochs" in tune_space:
-            raise ValueError(
+            raise InvalidParameterError(
                 "space: 'epochs' must be a constant (it is the scheduler's max_t); "
                 "use tune_model(epochs=...) and let ASHA decide how long each trial trains"
             )
@@ -159,9 +161,16 @@ def plan_experiment(
         # pay for it.
         from trainables.torch_trainable import plan_torch
 
-        torch_plan = plan_torch(
-            model, data, epochs=epochs, seed=0 if seed is None else seed, options=trainer_options
-        )
+        # Its data, dataset and model-factory checks raise ValueError/TypeError (trainables.data,
+        # torch_data): all about the user's data and factory.
+        with refused_input():
+            torch_plan = plan_torch(
+                model,
+                data,
+                epochs=epochs,
+                seed=0 if seed is None else seed,
+                options=trainer_options,
+            )
         _check_constant_training_keys(tune_space)
         fn, data_name = torch_plan.fn, torch_plan.data_name
         shipped = {"data": torch_plan.data}
@@ -172,7 +181,9 @@ def plan_experiment(
             mode = torch_plan.default_mode
         _check_metric(metric, torch_plan.keys, who="PyTorch trials")
         if mode is None:
-            raise ValueError(f"mode: say whether {metric!r} should be 'min'imized or 'max'imized")
+            raise InvalidParameterError(
+                f"mode: say whether {metric!r} should be 'min'imized or 'max'imized"
+            )
         label = getattr(model, "__name__", type(model).__name__)
         build_model = _torch_best_model
         if seed is not None and "seed" not in tune_space:
@@ -180,13 +191,8 @@ def plan_experiment(
 
     if isinstance(searcher, str):
         search_alg = searchers.make_searcher(searcher, seed=seed, **dict(searcher_options or {}))
-    elif isinstance(searcher, Searcher):
-        search_alg = searcher
     else:
-        raise TypeError(
-            f"searcher must be a name ({', '.join(searchers.available())}) or a ray.tune "
-            f"Searcher, got {type(searcher).__name__}"
-        )
+        search_alg = searcher  # a Searcher instance (SearchSettings checked it)
     if is_grid:
         num_samples = grid_size(tune_space, searcher_options)
     sched = make_scheduler(scheduler, max_t=max_t, **dict(scheduler_options or {}))
@@ -229,7 +235,9 @@ def grid_size(space: Mapping[str, Any], options: Mapping[str, Any] | None = None
     probe.set_search_properties("_", "max", dict(space))
     size = probe.grid_size if isinstance(probe, searchers.GridSearcher) else None
     if size is None:
-        raise ValueError(f"space: the grid searcher could not enumerate {dict(space)!r}")
+        raise InvalidParameterError(
+            f"space: the grid searcher could not enumerate {dict(space)!r}"
+        )
     return int(size)
 
 
@@ -240,11 +248,11 @@ def _resolve_model(model: Any, kind: str | None, data: Any) -> tuple[str, Any]:
             try:
                 return kind, model()
             except TypeError as exc:
-                raise TypeError(
+                raise InvalidParameterError(
                     f"model: {model.__name__}() needs arguments ({exc}); pass an instance"
                 ) from exc
         if not isinstance(model, BaseEstimator):
-            raise TypeError(
+            raise InvalidParameterError(
                 f"model: kind='sklearn' needs a scikit-learn estimator, got {type(model).__name__}"
             )
         return kind, model
@@ -252,7 +260,7 @@ def _resolve_model(model: Any, kind: str | None, data: Any) -> tuple[str, Any]:
         return kind, model
     if callable(model) and not inspect.isclass(model):
         return kind, model
-    raise TypeError(
+    raise InvalidParameterError(
         "model must be a scikit-learn estimator (instance or class), a training function "
         "train_fn(config) that reports with hpt_ray.report, or a PyTorch model factory "
         f"config -> torch.nn.Module; got {type(model).__name__}"
@@ -275,7 +283,11 @@ def _check_constant_training_keys(space: Mapping[str, Any]) -> None:
     try:
         resolve_settings(constants, TorchTrainingDefaults())
     except (ValueError, TypeError) as exc:
-        raise type(exc)(f"space: {exc}") from exc
+        # resolve_settings raises InvalidParameterError for a refused key; anything else is a bug
+        # and keeps its own type (and traceback).
+        if not isinstance(exc, InvalidParameterError):
+            raise
+        raise InvalidParameterError(f"space: {exc}") from exc
 
 
 def _holds_domain(value: Any) -> bool:
@@ -303,28 +315,25 @@ def _plan_function(
     fn, objects = (model.fn, dict(model.objects)) if isinstance(model, WithData) else (model, {})
     name = getattr(fn, "__name__", type(fn).__name__)
     if metric is None or mode is None:
-        raise ValueError(
+        raise InvalidParameterError(
             f"metric and mode: a training function reports its own metrics, so name the one "
             f"to optimize and its direction, e.g. tune_model({name}, space, metric='val_loss', "
             "mode='min')"
         )
     for option, value in (("cv", cv), ("scoring", scoring), ("trainer_options", trainer_options)):
         if value:
-            raise ValueError(
+            raise InvalidParameterError(
                 f"{option} applies to the built-in trainables only; a training function "
                 "validates and scores itself"
             )
     if data is not None:
         if "data" in objects:
-            raise ValueError(
+            raise InvalidParameterError(
                 "data: given twice, to tune_model and to hpt_ray.with_data; pass it once"
             )
         objects["data"] = data
     check_signature(fn, objects, where="model")
-    if epochs is None:
-        epochs = DEFAULT_MAX_REPORTS
-    if not isinstance(epochs, int) or isinstance(epochs, bool) or epochs < 1:
-        raise ValueError(f"epochs must be a positive integer, got {epochs!r}")
+    epochs = check("epochs", DEFAULT_MAX_REPORTS if epochs is None else epochs, POSITIVE_INT)
     return make_function_trainable(fn, metric=metric), objects, epochs, name, metric, mode
 
 
@@ -400,11 +409,7 @@ def _materialize_cv(cv: Any, estimator: Any, dataset: Dataset) -> Any:
     """Fixed folds: every trial is scored on the same splits (a shuffling splitter would not)."""
     if cv is None:
         return None
-    if isinstance(cv, bool):
-        raise ValueError(
-            f"cv must be an int >= 2, a splitter or an iterable of splits, got {cv!r}"
-        )
-    if isinstance(cv, int) and cv < 2:
-        raise ValueError(f"cv must be at least 2 folds, got {cv}")
-    splitter = check_cv(cv, dataset.y, classifier=is_classifier(estimator))
+    cv = check_cv_arg(cv)
+    with refused_input():  # scikit-learn's check of a splitter against the labels
+        splitter = check_cv(cv, dataset.y, classifier=is_classifier(estimator))
     return [(train, test) for train, test in splitter.split(dataset.X, dataset.y)]

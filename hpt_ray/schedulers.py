@@ -7,12 +7,14 @@ makes when it runs to the end.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import math
 import os
 import pickle
 import tempfile
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from ray import cloudpickle
@@ -22,6 +24,8 @@ from ray.tune.schedulers import (
     MedianStoppingRule,
     TrialScheduler,
 )
+
+from searchers.validation import Interval, InvalidParameterError, Options, check, check_keys
 
 logger = logging.getLogger(__name__)
 
@@ -54,22 +58,10 @@ def make_scheduler(
     """
     if isinstance(name, TrialScheduler):
         return name if isinstance(name, SafeScheduler) else SafeScheduler(name)
-    if not isinstance(name, str) or name.lower() not in SCHEDULERS:
-        raise ValueError(
-            f"scheduler: unknown scheduler {name!r}; choose one of {', '.join(SCHEDULERS)}"
-        )
-    if not isinstance(max_t, int) or max_t < 1:
-        raise ValueError(
-            f"scheduler: max_t must be a positive integer (epochs or stages), got {max_t!r}"
-        )
-    if not isinstance(grace_period, int) or grace_period < 1:
-        raise ValueError(
-            f"scheduler_options.grace_period must be a positive integer, got {grace_period!r}"
-        )
-    if not reduction_factor > 1:
-        raise ValueError(
-            f"scheduler_options.reduction_factor must be greater than 1, got {reduction_factor!r}"
-        )
+    check_scheduler_options(
+        name, {"grace_period": grace_period, "reduction_factor": reduction_factor, **options}
+    )
+    check("scheduler: max_t", max_t, Interval(int, 1, None))
     # ASHA refuses grace_period > max_t; a short run (few epochs) should still work, so clamp
     # rather than fail.
     grace_period = min(grace_period, max_t)
@@ -103,10 +95,40 @@ def make_scheduler(
         else:
             inner = FIFOScheduler(**options)
     except TypeError as exc:
-        raise TypeError(
+        raise InvalidParameterError(
             f"scheduler_options: {exc} (options for {name!r}: {sorted(options)})"
         ) from exc
     return SafeScheduler(inner)
+
+
+def check_scheduler_options(name: Any, options: Mapping[str, Any]) -> None:
+    """Check a scheduler name and its ``scheduler_options`` before anything is built: an
+    unknown option gets the closest accepted one, ``grace_period`` and ``reduction_factor``
+    their ranges (`InvalidParameterError`)."""
+    check("scheduler", name, Options(SCHEDULERS, ignore_case=True))
+    check_keys("scheduler_options", options, _accepted_options(name.lower()))
+    if "grace_period" in options:
+        check("scheduler_options.grace_period", options["grace_period"], Interval(int, 1, None))
+    if "reduction_factor" in options:
+        check(
+            "scheduler_options.reduction_factor",
+            options["reduction_factor"],
+            Interval(float, 1, None, closed="neither"),
+        )
+
+
+def _accepted_options(name: str) -> list[str]:
+    """The keyword options scheduler ``name`` takes: ours, and its Ray class's but those we set."""
+    ray_class = {
+        "asha": ASHAScheduler,
+        "hyperband": ASHAScheduler,
+        "median": MedianStoppingRule,
+        "fifo": FIFOScheduler,
+    }[name]
+    ours = {"time_attr", "max_t", "metric", "mode"}
+    params = inspect.signature(ray_class).parameters
+    accepted = {p for p in params if p not in ours and p not in ("self", "args", "kwargs")}
+    return sorted(accepted | {"grace_period", "reduction_factor"})
 
 
 def _hyperband_brackets(max_t: int, grace_period: int, eta: float) -> int:

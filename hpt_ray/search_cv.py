@@ -59,8 +59,10 @@ import searchers
 from hpt_ray.cluster import check_feasible, ray_resource_names
 from hpt_ray.plan import grid_size
 from hpt_ray.run import ensure_ray, run_experiment
-from hpt_ray.schedulers import SafeScheduler, make_scheduler
+from hpt_ray.schedulers import SafeScheduler, check_scheduler_options, make_scheduler
+from hpt_ray.settings import POSITIVE_INT
 from hpt_ray.user_space import to_tune_space, validate_space
+from searchers.validation import Interval, InvalidParameterError, check
 from trainables.data import Dataset
 from trainables.resources import resources_from_spec
 from trainables.sklearn_trainable import make_sklearn_trainable, max_reports
@@ -161,6 +163,11 @@ class TuneSearchCV(BaseSearchCV):
         """
         searcher = self._searcher_name()
         n_trials = self._n_trials()
+        check("max_concurrent", self.max_concurrent, POSITIVE_INT, None)
+        check("n_jobs", self.n_jobs, Interval(int, None, None), None)
+        check("verbose", self.verbose, Interval(int, 0, None))
+        if isinstance(self.scheduler, str):
+            check_scheduler_options(self.scheduler, {})
         grids = self._grids(searcher)
         scorers, refit_metric = self._get_scorers()
         multimetric = not (
@@ -185,7 +192,7 @@ class TuneSearchCV(BaseSearchCV):
             spaces.append(space)
         resources = resources_from_spec(dict(self.resources_per_trial or {"cpu": 1}))
         concurrency = self.max_concurrent
-        if concurrency is None and isinstance(self.n_jobs, int) and self.n_jobs > 0:
+        if concurrency is None and self.n_jobs is not None and self.n_jobs > 0:
             concurrency = self.n_jobs
         # Staging only helps a scheduler that stops trials early; under FIFO it would only change
         # the scores (partial_fit epochs are not fit, issue #11 item 6).
@@ -318,28 +325,25 @@ class TuneSearchCV(BaseSearchCV):
 
     def _n_trials(self) -> int:
         if self.n_iter is not None and self.n_trials is not None and self.n_iter != self.n_trials:
-            raise ValueError(
+            raise InvalidParameterError(
                 f"n_iter={self.n_iter!r} and n_trials={self.n_trials!r} disagree: n_trials is an "
                 "alias of n_iter (RandomizedSearchCV's name); give one of them"
             )
         value = self.n_iter if self.n_iter is not None else self.n_trials
         if value is None:
             return DEFAULT_N_ITER
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            name = "n_iter" if self.n_iter is not None else "n_trials"
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        return value
+        return int(check("n_iter" if self.n_iter is not None else "n_trials", value, POSITIVE_INT))
 
     def _grids(self, searcher: str) -> list[Mapping[str, Any]]:
         if self.param_grid is not None and self.param_distributions is not None:
-            raise ValueError(
+            raise InvalidParameterError(
                 "give param_grid (GridSearchCV's name) or param_distributions "
                 "(RandomizedSearchCV's name), not both"
             )
         name = "param_grid" if self.param_grid is not None else "param_distributions"
         spaces = self.param_grid if self.param_grid is not None else self.param_distributions
         if spaces is None:
-            raise TypeError(
+            raise InvalidParameterError(
                 "TuneSearchCV needs a search space: param_grid={'C': [0.1, 1, 10]} (as in "
                 "GridSearchCV) or param_distributions={...} (as in RandomizedSearchCV)"
             )
@@ -347,12 +351,12 @@ class TuneSearchCV(BaseSearchCV):
             return [spaces]
         if isinstance(spaces, Sequence) and spaces and all(isinstance(s, Mapping) for s in spaces):
             if searcher != "grid":
-                raise ValueError(
+                raise InvalidParameterError(
                     f"{name}: a list of dicts is a union of grids, which only searcher='grid' "
                     "enumerates; pass one dict for other searchers"
                 )
             return list(spaces)
-        raise TypeError(
+        raise InvalidParameterError(
             f"{name} must be a dict of parameter -> values/distribution (or, for "
             f"searcher='grid', a non-empty list of such dicts), got {type(spaces).__name__}"
         )

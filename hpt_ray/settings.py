@@ -16,25 +16,24 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from searchers.validation import (
+    BOOL,
+    InstanceOf,
+    Interval,
+    InvalidParameterError,
+    Predicate,
+    check,
+    is_integer,
+)
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _positive_int(name: str, value: Any, *, allow_none: bool = False) -> None:
-    if value is None and allow_none:
-        return
-    if not _is_int(value) or value < 1:
-        extra = " or None" if allow_none else ""
-        raise ValueError(f"{name} must be a positive integer{extra}, got {value!r}")
+POSITIVE_INT = Interval(int, 1, None)
+_MAPPING = InstanceOf(Mapping, "a mapping of keyword options")
 
 
 def _options(name: str, value: Any) -> dict[str, Any]:
     if value is None:
         return {}
-    if not isinstance(value, Mapping):
-        raise TypeError(f"{name} must be a mapping of keyword options, got {type(value).__name__}")
-    return dict(value)
+    return dict(check(name, value, _MAPPING))
 
 
 @dataclass(frozen=True)
@@ -62,18 +61,22 @@ class SearchSettings:
     seed: int | None = None
 
     def __post_init__(self) -> None:
+        from ray.tune.schedulers import TrialScheduler
         from ray.tune.search import Searcher
 
         import searchers
+        from hpt_ray.schedulers import check_scheduler_options
 
         if isinstance(self.searcher, str):
             if self.searcher not in searchers.available():
                 # make_searcher's message lists the names and the closest one.
                 searchers.make_searcher(self.searcher)
-        elif not isinstance(self.searcher, Searcher):
-            raise TypeError(
-                f"searcher must be a name ({', '.join(searchers.available())}) or a ray.tune "
-                f"Searcher, got {type(self.searcher).__name__}"
+        else:
+            check(
+                "searcher",
+                self.searcher,
+                InstanceOf(str, f"a name ({', '.join(searchers.available())})"),
+                InstanceOf(Searcher, "a ray.tune Searcher"),
             )
         object.__setattr__(
             self, "searcher_options", _options("searcher_options", self.searcher_options)
@@ -81,15 +84,20 @@ class SearchSettings:
         object.__setattr__(
             self, "scheduler_options", _options("scheduler_options", self.scheduler_options)
         )
-        _positive_int("num_samples", self.num_samples)
-        _positive_int("max_concurrent", self.max_concurrent, allow_none=True)
-        budget = self.time_budget_s
-        if budget is not None and not (
-            isinstance(budget, (int, float)) and not isinstance(budget, bool) and budget > 0
-        ):
-            raise ValueError(f"time_budget_s must be a positive number of seconds, got {budget!r}")
-        if self.seed is not None and not _is_int(self.seed):
-            raise ValueError(f"seed must be an integer or None, got {self.seed!r}")
+        if isinstance(self.scheduler, TrialScheduler):
+            if self.scheduler_options:
+                raise InvalidParameterError(
+                    "scheduler_options apply to a scheduler given by name; configure the "
+                    "TrialScheduler instance itself"
+                )
+        else:
+            check_scheduler_options(self.scheduler, self.scheduler_options)
+        check("num_samples", self.num_samples, POSITIVE_INT)
+        check("max_concurrent", self.max_concurrent, POSITIVE_INT, None)
+        check(
+            "time_budget_s", self.time_budget_s, Interval(float, 0, None, closed="neither"), None
+        )
+        check("seed", self.seed, Interval(int, None, None), None)
 
 
 @dataclass(frozen=True)
@@ -113,15 +121,14 @@ class TrialSettings:
     trainer_options: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        _positive_int("epochs", self.epochs, allow_none=True)
-        _positive_int("max_stages", self.max_stages)
-        if self.resources_per_trial is not None and not isinstance(
-            self.resources_per_trial, Mapping
-        ):
-            raise TypeError(
-                "resources_per_trial must be a mapping such as {'cpu': 1, 'gpu': 0.5}, got "
-                f"{type(self.resources_per_trial).__name__}"
-            )
+        check("epochs", self.epochs, POSITIVE_INT, None)
+        check("max_stages", self.max_stages, POSITIVE_INT)
+        check(
+            "resources_per_trial",
+            self.resources_per_trial,
+            InstanceOf(Mapping, "a mapping such as {'cpu': 1, 'gpu': 0.5}"),
+            None,
+        )
         object.__setattr__(
             self, "trainer_options", _options("trainer_options", self.trainer_options)
         )
@@ -152,21 +159,25 @@ class RunSettings:
     ray_address: str | None = None
 
     def __post_init__(self) -> None:
-        if not _is_int(self.max_failures) or self.max_failures < 0:
-            raise ValueError(f"max_failures must be an integer >= 0, got {self.max_failures!r}")
-        if self.fail_fast and self.max_failures:
-            raise ValueError("fail_fast stops at the first failure: use max_failures=0 with it")
-        if not _is_int(self.verbose) or self.verbose < 0:
-            raise ValueError(f"verbose must be 0, 1 or 2 (more counts as 2), got {self.verbose!r}")
+        check("max_failures", self.max_failures, Interval(int, 0, None))
         for flag in ("resume", "retry_errored", "fail_fast"):
-            if not isinstance(getattr(self, flag), bool):
-                raise TypeError(f"{flag} must be True or False, got {getattr(self, flag)!r}")
+            check(flag, getattr(self, flag), BOOL)
+        check("verbose", self.verbose, _VERBOSITY)
+        if self.fail_fast and self.max_failures:
+            raise InvalidParameterError(
+                "fail_fast stops at the first failure: use max_failures=0 with it"
+            )
         if self.retry_errored and not self.resume:
-            raise ValueError(
+            raise InvalidParameterError(
                 "retry_errored reruns the errored trials of a resumed run: use it with resume=True"
             )
-        name = self.name
-        if name is not None and (
-            not isinstance(name, str) or not name or "/" in name or name in (".", "..")
-        ):
-            raise ValueError(f"name must be a directory name (no '/'), got {name!r}")
+        check("name", self.name, _DIRECTORY_NAME, None)
+
+
+_VERBOSITY = Predicate(lambda v: is_integer(v) and v >= 0, "0, 1 or 2 (more counts as 2)")
+_DIRECTORY_NAME = Predicate(
+    lambda name: (
+        isinstance(name, str) and bool(name) and "/" not in name and name not in (".", "..")
+    ),
+    "a directory name (no '/')",
+)

@@ -26,8 +26,8 @@ Accepted for each parameter (nested dicts allowed for PyTorch configs):
 >>> to_tune_space({"kernel": ["rbf", "linear"]}, grid=True)
 {'kernel': {'grid_search': ['rbf', 'linear']}}
 
-``validate_space`` runs before Ray starts any trial and raises ``ValueError`` naming the parameter
-and the fix.
+``validate_space`` runs before Ray starts any trial and raises ``InvalidParameterError`` (a
+ValueError) naming the parameter and the fix.
 """
 
 from __future__ import annotations
@@ -40,12 +40,13 @@ from ray.tune.search.sample import Categorical, Domain
 
 import searchers
 from searchers.tune_domains import from_ray, has_grid
+from searchers.validation import InvalidParameterError, did_you_mean, refused_input
 
 
 def to_tune_space(space: Mapping[str, Any], *, grid: bool = False) -> dict[str, Any]:
     """Translate a scikit-learn style space to Ray Tune domains (see the module docstring)."""
     if not isinstance(space, Mapping):
-        raise TypeError(
+        raise InvalidParameterError(
             f"space must be a dict of parameter name -> domain, got {type(space).__name__}; "
             "e.g. {'lr': tune.loguniform(1e-4, 1e-1), 'max_depth': [3, 5, 8]}"
         )
@@ -61,7 +62,7 @@ def _translate(path: str, value: Any, *, grid: bool) -> Any:
         return {str(k): _translate(f"{path}.{k}", v, grid=grid) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         if len(value) == 0:
-            raise ValueError(
+            raise InvalidParameterError(
                 f"space: parameter {path!r} is an empty list; give at least one value"
             )
         # A dict among the values that holds lists, distributions or domains is a sub-space of
@@ -100,7 +101,7 @@ def _from_scipy(path: str, frozen: Any) -> Domain:
     if name == "randint":
         # scipy's support ends at high - 1 inclusive; tune.randint excludes its upper bound.
         return tune.randint(int(low), int(high) + 1)
-    raise ValueError(
+    raise InvalidParameterError(
         f"space: parameter {path!r} uses scipy.stats.{name}, which has no bounded equivalent "
         "our searchers can model; use scipy.stats.uniform / loguniform / randint, or a tune "
         "domain such as tune.loguniform(low, high)"
@@ -120,15 +121,19 @@ def validate_space(
     ``get_params`` does not list.
     """
     if not space:
-        raise ValueError("space: the search space is empty; give at least one parameter to tune")
+        raise InvalidParameterError(
+            "space: the search space is empty; give at least one parameter to tune"
+        )
     grid_names = has_grid(space)
     if grid_names and isinstance(searcher, str) and not searchers.supports_grid(searcher):
-        raise ValueError(
+        raise InvalidParameterError(
             f"space: parameter {grid_names[0]!r} is a grid (tune.grid_search, or a list with "
             f"searcher='grid'), but searcher {searcher!r} cannot enumerate grids; use "
             "searcher='grid', or tune.choice([...]) to let the searcher pick among the values"
         )
-    from_ray(space, allow_grid=bool(grid_names))
+    # searchers.space raises ValueError for a domain it refuses (bounds, steps): the user's.
+    with refused_input():
+        from_ray(space, allow_grid=bool(grid_names))
     if estimator is not None:
         _check_estimator_params(space, estimator)
 
@@ -143,19 +148,16 @@ def _check_estimator_params(space: Mapping[str, Any], estimator: Any, *, where: 
                 _check_estimator_params(branch, estimator, where=f"{where}{name}[{i}].")
             continue
         if isinstance(value, Mapping) and "grid_search" not in value:
-            raise ValueError(
+            raise InvalidParameterError(
                 f"space: parameter {name!r} is a nested dict, but scikit-learn parameters are "
                 "flat; name nested estimator parameters with '__' (e.g. 'clf__C')"
             )
         if name not in valid:
-            from difflib import get_close_matches
-
-            close = get_close_matches(name, sorted(valid), n=3)
-            hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+            hint = did_you_mean(name, sorted(valid), n=3)
             place = f"space: {where}{name}: " if where else "space: "
-            raise ValueError(
-                f"{place}{type(estimator).__name__} has no parameter {name!r}.{hint} "
-                f"Its parameters: {', '.join(sorted(valid))}"
+            raise InvalidParameterError(
+                f"{place}{type(estimator).__name__} has no parameter {name!r}{hint} "
+                f"(its parameters: {', '.join(sorted(valid))})"
             )
 
 

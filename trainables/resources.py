@@ -20,6 +20,8 @@ from collections.abc import Mapping
 from numbers import Real
 from typing import Any
 
+from searchers.validation import InstanceOf, Interval, InvalidParameterError, check
+
 # Ray rejects fractional quantities finer than this ("The precision of the fractional quantity of
 # resource ... cannot go beyond 0.0001").
 RESOURCE_PRECISION = 1e-4
@@ -47,26 +49,28 @@ def resources_from_spec(spec: Mapping[str, Any] | None = None) -> dict[str, floa
         ready for ``tune.with_resources``.
 
     Raises:
-        TypeError: the spec is not a mapping, a key is not a string, a value is not a number.
-        ValueError: a negative, non-finite or too precise quantity, a fractional GPU count
-            above 1, a fractional memory size, a key given twice (``cpu`` and ``CPU``) or a key
-            that cannot be requested per trial.
+        InvalidParameterError (a TypeError and a ValueError): the spec is not a mapping, a key
+            is not a string, a value is not a number; a negative, non-finite or too precise
+            quantity, a fractional GPU count above 1, a fractional memory size, a key given
+            twice (``cpu`` and ``CPU``) or a key that cannot be requested per trial.
     """
     if spec is None:
         return dict(DEFAULT_RESOURCES)
     if not isinstance(spec, Mapping):
-        raise TypeError(
+        raise InvalidParameterError(
             f"resources must be a dict like {{'cpu': 1, 'gpu': 0.5}}; got {type(spec).__name__}."
         )
     out: dict[str, float] = {}
     for key, value in spec.items():
         if not isinstance(key, str) or not key:
-            raise TypeError(f"resource names must be non-empty strings; got {key!r}.")
+            raise InvalidParameterError(f"resource names must be non-empty strings; got {key!r}.")
         if key in _REJECTED:
-            raise ValueError(f"resource {key!r} cannot be requested here: {_REJECTED[key]}.")
+            raise InvalidParameterError(
+                f"resource {key!r} cannot be requested here: {_REJECTED[key]}."
+            )
         name = _ALIASES.get(key, key)
         if name in out:
-            raise ValueError(
+            raise InvalidParameterError(
                 f"resource {name!r} is given twice (as {name!r} and {key!r}); keep one."
             )
         out[name] = _check_quantity(name, value)
@@ -77,27 +81,23 @@ def resources_from_spec(spec: Mapping[str, Any] | None = None) -> dict[str, floa
 
 def _check_quantity(name: str, value: Any) -> float:
     # bool is a Real subclass; {"gpu": True} is almost surely a mistake for 1.
-    if isinstance(value, bool) or not isinstance(value, Real):
-        raise TypeError(
-            f"resource {name!r} must be a number; got {value!r} ({type(value).__name__})."
-        )
+    check(f"resource {name!r}", value, InstanceOf(Real, "a number"))
+    check(f"resource {name!r}", value, Interval(float, 0, math.inf, closed="left"))
     quantity = float(value)
-    if not math.isfinite(quantity) or quantity < 0:
-        raise ValueError(f"resource {name!r} must be a finite number >= 0; got {value!r}.")
     whole = quantity.is_integer()
     if name == "memory":
         if not whole:
-            raise ValueError(f"resource 'memory' is a number of bytes; got {value!r}.")
+            raise InvalidParameterError(f"resource 'memory' is a number of bytes; got {value!r}.")
         return int(quantity)
     if name == "gpu" and quantity > 1 and not whole:
-        raise ValueError(
+        raise InvalidParameterError(
             f"resource 'gpu' above 1 must be a whole number (Ray shares a device only in "
             f"fractions below 1); got {value!r}. "
             f"Use {math.floor(quantity)} or {math.ceil(quantity)}."
         )
     rounded = round(quantity / RESOURCE_PRECISION) * RESOURCE_PRECISION
     if not whole and abs(rounded - quantity) > 1e-12:
-        raise ValueError(
+        raise InvalidParameterError(
             f"resource {name!r} = {value!r} is finer than Ray's precision of "
             f"{RESOURCE_PRECISION}; round it to 4 decimals."
         )

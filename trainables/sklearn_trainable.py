@@ -87,6 +87,15 @@ from sklearn.utils import get_tags
 from sklearn.utils.metaestimators import _safe_split
 from sklearn.utils.validation import _check_method_params, _num_samples
 
+from searchers.validation import (
+    BOOL,
+    InstanceOf,
+    Interval,
+    InvalidParameterError,
+    Options,
+    check,
+    is_integer,
+)
 from trainables.data import Dataset, check_finite
 
 Splits = list[tuple[np.ndarray, np.ndarray]]
@@ -189,23 +198,18 @@ def make_sklearn_trainable(
             message names the argument (or column) and the fix.
     """
     if not hasattr(estimator, "fit") or not hasattr(estimator, "get_params"):
-        raise TypeError(
+        raise InvalidParameterError(
             f"estimator must be a scikit-learn estimator (with fit and get_params); "
             f"got {type(estimator).__name__}."
         )
-    if not (isinstance(error_score, numbers.Number) or error_score == "raise"):
-        raise ValueError(f"error_score must be a number or 'raise'; got {error_score!r}.")
-    if isinstance(max_stages, bool) or not isinstance(max_stages, numbers.Integral):
-        raise TypeError(f"max_stages must be an int >= 1; got {max_stages!r}.")
-    if max_stages < 1:
-        raise ValueError(f"max_stages must be an int >= 1; got {max_stages}.")
-    if not isinstance(staged, bool):
-        raise TypeError(f"staged must be True or False; got {staged!r}.")
+    check("error_score", error_score, InstanceOf(numbers.Real, "a number"), Options({"raise"}))
+    check("max_stages", max_stages, Interval(int, 1, None))
+    check("staged", staged, BOOL)
     if data is not None:
         check_sklearn_data(estimator, data)
     scorer, multimetric = _build_scorer(estimator, scoring, error_score)
     options = SklearnTrialOptions(
-        cv=_check_cv_arg(cv),
+        cv=check_cv_arg(cv),
         scoring=scorer,
         multimetric=multimetric,
         error_score=error_score,
@@ -246,6 +250,11 @@ def n_stages(estimator: BaseEstimator, max_stages: int, *, staged: bool = True) 
 
     1 when not `staged`. For a search space over ``n_estimators``/``max_iter`` the count varies
     per trial: `max_reports` bounds all of them.
+
+    Args:
+        estimator: the configured estimator a trial fits.
+        max_stages: the most reports a staged trial makes.
+        staged: False when the trial fits once (no scheduler stops it early).
     """
     return len(_plan_stages(estimator, max_stages, staged=staged).targets)
 
@@ -298,7 +307,7 @@ def check_sklearn_data(estimator: Any, data: Dataset) -> None:
     (`trainables.data.check_finite`).
     """
     if not isinstance(data, Dataset):
-        raise TypeError(
+        raise InvalidParameterError(
             f"data must be a trainables.data.Dataset (build it with load_data); "
             f"got {type(data).__name__}."
         )
@@ -424,7 +433,7 @@ def _plan_stages(estimator: BaseEstimator, max_stages: int, *, staged: bool) -> 
 
 
 def _is_count(value: Any) -> bool:
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and int(value) >= 1
+    return is_integer(value) and int(value) >= 1
 
 
 def _is_hist_gradient_boosting(estimator: BaseEstimator) -> bool:
@@ -598,24 +607,43 @@ def _build_scorer(estimator: BaseEstimator, scoring: Any, error_score: Any) -> t
     if callable(scoring):
         return scoring, False
     if scoring is None or isinstance(scoring, str):
+        _check_scorer_names([scoring] if scoring else [])
         return check_scoring(estimator, scoring), False
     if isinstance(scoring, (list, tuple, set, Mapping)):
+        if not isinstance(scoring, Mapping):  # a dict's values are scorers, its keys any name
+            _check_scorer_names(list(scoring))
         scorers = _check_multimetric_scoring(estimator, scoring)
         return _MultimetricScorer(scorers=scorers, raise_exc=(error_score == "raise")), True
-    raise TypeError(
+    raise InvalidParameterError(
         "scoring must be None, a scorer name, a callable, a list/tuple of names or a dict "
         f"name -> scorer; got {type(scoring).__name__}."
     )
 
 
-def _check_cv_arg(cv: Any) -> Any:
+def _check_scorer_names(names: list[Any]) -> None:
+    """A misspelt scorer name gets the closest one (scikit-learn lists all ~50 names)."""
+    from sklearn.metrics import get_scorer_names
+
+    known = get_scorer_names()
+    for name in names:
+        if isinstance(name, str):
+            check(
+                "scoring",
+                name,
+                Options(known, text="a scorer name (sklearn.metrics.get_scorer_names())"),
+            )
+
+
+def check_cv_arg(cv: Any) -> Any:
+    """``cv`` as the trainable takes it: None, an int >= 2, a splitter, or a list of (train,
+    test) index pairs (an iterable of pairs is read into one); `InvalidParameterError` else."""
     if cv is None:
         return None
-    if isinstance(cv, bool):
-        raise TypeError("cv must be None, an int >= 2, a splitter or a list of (train, test).")
-    if isinstance(cv, numbers.Integral):
+    if is_integer(cv):
         if cv < 2:
-            raise ValueError(f"cv must be at least 2 folds; got {cv}. Use cv=None for hold-out.")
+            raise InvalidParameterError(
+                f"cv must be at least 2 folds; got {cv}. Use cv=None for hold-out."
+            )
         return int(cv)
     if hasattr(cv, "split") and hasattr(cv, "get_n_splits"):
         return cv
@@ -623,14 +651,16 @@ def _check_cv_arg(cv: Any) -> Any:
         splits: Splits = []
         for i, pair in enumerate(cv):
             if not (isinstance(pair, (tuple, list)) and len(pair) == 2):
-                raise ValueError(
+                raise InvalidParameterError(
                     f"cv[{i}] must be a (train_indices, test_indices) pair; got {pair!r}."
                 )
             splits.append((np.asarray(pair[0]), np.asarray(pair[1])))
         if not splits:
-            raise ValueError("cv is an empty list of splits; give at least one (train, test).")
+            raise InvalidParameterError(
+                "cv is an empty list of splits; give at least one (train, test)."
+            )
         return splits
-    raise TypeError(
+    raise InvalidParameterError(
         "cv must be None, an int >= 2, a splitter (with split and get_n_splits) or a list of "
         f"(train_indices, test_indices); got {type(cv).__name__}."
     )

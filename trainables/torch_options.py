@@ -43,12 +43,20 @@ import os
 import pickle
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from difflib import get_close_matches
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
+
+from searchers.validation import (
+    InstanceOf,
+    Interval,
+    InvalidParameterError,
+    Options,
+    check,
+    did_you_mean,
+)
 
 # name -> (task it fits, builder(weight) -> loss module)
 LOSSES: dict[str, tuple[str, Callable[[torch.Tensor | None], nn.Module]]] = {
@@ -66,7 +74,7 @@ MetricFn = Callable[[np.ndarray, np.ndarray], float]
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-class TrainerOptionError(ValueError, TypeError):
+class TrainerOptionError(InvalidParameterError):
     """A bad ``trainer_options`` entry; both a ValueError and a TypeError, as scikit-learn's
     ``InvalidParameterError``, so callers may catch either."""
 
@@ -144,37 +152,16 @@ def parse_options(options: Mapping[str, Any] | TrainerOptions | None) -> Trainer
         )
     for key in options:
         if key not in OPTION_NAMES:
-            close = get_close_matches(str(key), OPTION_NAMES, n=1)
-            hint = f"did you mean {close[0]!r}?" if close else f"known: {', '.join(OPTION_NAMES)}"
-            raise TrainerOptionError(f"trainer_options: unknown option {key!r}; {hint}")
-    task = options.get("task")
-    if task is not None and task not in ("classification", "regression"):
-        raise TrainerOptionError(
-            f"trainer_options['task'] must be 'classification' or 'regression'; got {task!r}."
-        )
-    n_classes = options.get("n_classes")
-    if n_classes is not None and (
-        isinstance(n_classes, bool)
-        or not isinstance(n_classes, (int, np.integer))
-        or n_classes < 2
-    ):
-        raise TrainerOptionError(
-            f"trainer_options['n_classes'] must be an integer >= 2; got {n_classes!r}."
-        )
+            hint = did_you_mean(str(key), OPTION_NAMES) or f"; known: {', '.join(OPTION_NAMES)}"
+            raise TrainerOptionError(f"trainer_options: unknown option {key!r}{hint}")
+    task = _check_option(options, "task", None, Options(("classification", "regression")), None)
+    n_classes = _check_option(options, "n_classes", None, Interval(int, 2, None), None)
     init_state, init_label = None, ""
     if options.get("init_checkpoint") is not None:
         init_state, init_label = read_init_checkpoint(options["init_checkpoint"])
-    num_workers = options.get("num_workers", 0)
-    if isinstance(num_workers, bool) or not isinstance(num_workers, int) or num_workers < 0:
-        raise TrainerOptionError(
-            f"trainer_options['num_workers'] must be an integer >= 0; got {num_workers!r}."
-        )
+    num_workers = _check_option(options, "num_workers", 0, Interval(int, 0, None))
     for name in ("amp", "pin_memory"):
-        value = options.get(name)
-        if value is not None and not isinstance(value, bool):
-            raise TrainerOptionError(
-                f"trainer_options[{name!r}] must be true or false; got {value!r}."
-            )
+        _check_option(options, name, None, InstanceOf(bool, "true or false"), None)
     monitor = options.get("monitor", "val_loss")
     if not isinstance(monitor, str) or not monitor:
         raise TrainerOptionError(
@@ -231,8 +218,7 @@ def check_against_data(options: TrainerOptions, task: str, n_classes: int | None
             )
     known = metric_keys(task, options)
     if options.monitor not in known:
-        close = get_close_matches(options.monitor, known, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
+        hint = did_you_mean(options.monitor, known)
         raise TrainerOptionError(
             f"trainer_options['monitor']={options.monitor!r} is not a reported metric "
             f"({', '.join(known)}){hint}"
@@ -311,11 +297,9 @@ def _parse_loss(loss: Any) -> str | LossFn | None:
     if isinstance(loss, str):
         name = loss.lower()
         if name not in LOSSES:
-            close = get_close_matches(name, list(LOSSES), n=1)
-            hint = f"did you mean {close[0]!r}? " if close else ""
             raise TrainerOptionError(
-                f"trainer_options['loss']: unknown loss {loss!r}; {hint}"
-                f"built in: {', '.join(LOSSES)}, or pass a callable (outputs, targets) -> loss."
+                f"trainer_options['loss']: unknown loss {loss!r}{did_you_mean(name, LOSSES)} "
+                f"(built in: {', '.join(LOSSES)}, or pass a callable (outputs, targets) -> loss)."
             )
         return name
     raise TrainerOptionError(
@@ -380,11 +364,10 @@ def _parse_metrics(metrics: Any) -> dict[str, MetricFn | str]:
             )
         if isinstance(fn, str):
             if fn not in BUILTIN_METRICS:
-                close = get_close_matches(fn, BUILTIN_METRICS, n=1)
-                hint = f"did you mean {close[0]!r}? " if close else ""
                 raise TrainerOptionError(
-                    f"trainer_options['metrics'][{name!r}]: unknown metric {fn!r}; {hint}"
-                    f"built in: {', '.join(BUILTIN_METRICS)}, or pass fn(y_true, y_score)."
+                    f"trainer_options['metrics'][{name!r}]: unknown metric {fn!r}"
+                    f"{did_you_mean(fn, BUILTIN_METRICS)} (built in: "
+                    f"{', '.join(BUILTIN_METRICS)}, or pass fn(y_true, y_score))."
                 )
         elif not callable(fn):
             raise TrainerOptionError(
@@ -450,3 +433,12 @@ def read_init_checkpoint(source: Any) -> tuple[dict[str, torch.Tensor], str]:
             "torch.save(model.state_dict(), path)."
         )
     return dict(state), label
+
+
+def _check_option(options: Mapping[str, Any], name: str, default: Any, *constraints: Any) -> Any:
+    """``options.get(name, default)`` after `check` under its full name; a refused value is a
+    `TrainerOptionError`."""
+    try:
+        return check(f"trainer_options[{name!r}]", options.get(name, default), *constraints)
+    except InvalidParameterError as exc:
+        raise TrainerOptionError(str(exc)) from None

@@ -36,11 +36,12 @@ import inspect
 import logging
 import math
 from dataclasses import dataclass
-from difflib import get_close_matches
 from typing import Any
 
 import torch
 from torch import nn
+
+from searchers.validation import InvalidParameterError, did_you_mean
 
 logger = logging.getLogger(__name__)
 
@@ -102,14 +103,13 @@ def optimizer_class(name: Any) -> type[torch.optim.Optimizer]:
     """The ``torch.optim`` class of a name, any case ("Adam", "rmsprop", "SGD").
 
     Raises:
-        ValueError: an unknown name, with the closest known one.
+        InvalidParameterError: an unknown name, with the closest known one.
     """
     if isinstance(name, str) and name.lower() in OPTIMIZERS:
         return OPTIMIZERS[name.lower()]
-    close = get_close_matches(str(name).lower(), list(OPTIMIZERS), n=1)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
-    raise ValueError(
-        f"config['optimizer'] must be one of {sorted(OPTIMIZERS)}; got {name!r}{hint}"
+    raise InvalidParameterError(
+        f"config['optimizer'] must be one of {sorted(OPTIMIZERS)}; got {name!r}"
+        f"{did_you_mean(str(name).lower(), OPTIMIZERS)}"
     )
 
 
@@ -188,7 +188,7 @@ def optimizer_options(name: str, options: dict[str, Any]) -> tuple[tuple[str, An
     options = dict(options)
     if "beta1" in options or "beta2" in options:
         if "betas" not in accepted:
-            raise ValueError(
+            raise InvalidParameterError(
                 f"config['optimizer']: {name!r} takes no betas (beta1/beta2); it takes "
                 f"{', '.join(sorted(accepted))}."
             )
@@ -198,10 +198,9 @@ def optimizer_options(name: str, options: dict[str, Any]) -> tuple[tuple[str, An
         options["betas"] = (b1, b2)
     for key in options:
         if key not in accepted:
-            close = get_close_matches(str(key), sorted(accepted), n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise ValueError(
-                f"config['optimizer'][{key!r}]: {name!r} takes no {key!r}{hint} (it takes "
+            raise InvalidParameterError(
+                f"config['optimizer'][{key!r}]: {name!r} takes no {key!r}"
+                f"{did_you_mean(str(key), accepted)} (it takes "
                 f"{', '.join(sorted(accepted))})."
             )
     return tuple(sorted(options.items()))
@@ -215,7 +214,7 @@ def make_optimizer(layers: Layers, recipe: Recipe) -> torch.optim.Optimizer:
     kwargs: dict[str, Any] = {}
     if recipe.weight_decay:
         if "weight_decay" not in accepted:
-            raise ValueError(
+            raise InvalidParameterError(
                 f"config['weight_decay']={recipe.weight_decay} but optimizer "
                 f"{recipe.optimizer!r} takes no weight decay; set it to 0 or pick another."
             )
@@ -224,7 +223,7 @@ def make_optimizer(layers: Layers, recipe: Recipe) -> torch.optim.Optimizer:
         kwargs["momentum"] = recipe.momentum
     if recipe.nesterov and recipe.optimizer == "sgd":
         if not dict(recipe.optimizer_options).get("momentum", recipe.momentum):
-            raise ValueError(
+            raise InvalidParameterError(
                 "config['nesterov']=True needs config['momentum'] > 0 (got "
                 f"{recipe.momentum}); raise the momentum or turn nesterov off."
             )

@@ -115,6 +115,7 @@ from ray import cloudpickle, tune
 from torch import nn
 from torch.utils.data import Dataset as TorchDataset
 
+from searchers.validation import InvalidParameterError, did_you_mean, is_real
 from trainables.data import TASKS, Dataset, check_finite
 from trainables.torch_data import (
     ArrayBatches,
@@ -279,7 +280,7 @@ def make_torch_trainable(
             other task, naming the argument (the split and column for NaN/inf) and the fix.
     """
     if task not in TASKS:
-        raise ValueError(f"task must be one of {list(TASKS)}; got {task!r}.")
+        raise InvalidParameterError(f"task must be one of {list(TASKS)}; got {task!r}.")
     if data is not None:
         _check_data(data, task)
     factory = resolve_factory(model_factory)
@@ -407,6 +408,10 @@ def mlp(config: dict[str, Any]) -> nn.Module:
     when calling `mlp` directly), ``hidden_size`` (64), ``n_layers`` (2 hidden layers; 0 gives a
     linear model), ``dropout`` (0.0, after each hidden activation) and ``activation``
     ("relu" | "tanh" | "gelu", default "relu").
+
+    Args:
+        config: a trial's config with the keys above (a refused value is an
+            `InvalidParameterError` naming ``config[key]``).
     """
     n_in = _config_int(config, "_n_features", None, minimum=1)
     n_out = _config_int(config, "_n_outputs", None, minimum=1)
@@ -414,12 +419,13 @@ def mlp(config: dict[str, Any]) -> nn.Module:
     n_layers = _config_int(config, "n_layers", 2, minimum=0)
     dropout = _config_float(config, "dropout", 0.0, minimum=0.0)
     if dropout >= 1.0:
-        raise ValueError(f"config['dropout'] must be in [0, 1); got {dropout}.")
+        raise InvalidParameterError(f"config['dropout'] must be in [0, 1); got {dropout}.")
     activations: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU}
     activation = config.get("activation", "relu")
     if activation not in activations:
-        raise ValueError(
-            f"config['activation'] must be one of {sorted(activations)}; got {activation!r}."
+        raise InvalidParameterError(
+            f"config['activation'] must be one of {sorted(activations)}; got {activation!r}"
+            f"{did_you_mean(str(activation), activations)}."
         )
     layers: list[nn.Module] = []
     width = n_in
@@ -494,12 +500,19 @@ class TorchPredictor(nn.Module):
         self.eval_batch_size = eval_batch_size
 
     def forward(self, X: Any) -> torch.Tensor:
-        """Logits ``(n, n_classes)`` or predictions ``(n,)`` for raw inputs ``X``."""
+        """Logits ``(n, n_classes)`` or predictions ``(n,)`` for raw inputs.
+
+        Args:
+            X: raw inputs ``(n, *input_shape)``: an array, a tensor or a torch Dataset.
+        """
         return self._head(self.model(self.standardize(X)))
 
     def standardize(self, X: Any) -> torch.Tensor:
-        """Raw inputs ``X`` ``(n, *input_shape)`` (array, tensor or Dataset) -> the tensor the
-        model takes (standardized float32 for array features)."""
+        """Raw inputs -> the tensor the model takes (standardized float32 for array features).
+
+        Args:
+            X: raw inputs ``(n, *input_shape)``: an array, a tensor or a torch Dataset.
+        """
         if isinstance(X, TorchDataset):
             X = torch.stack([torch.as_tensor(X[i][0]) for i in range(len(X))])  # type: ignore[arg-type]
         device = self.x_mean.device
@@ -520,14 +533,22 @@ class TorchPredictor(nn.Module):
         return (tensor - self.x_mean) / self.x_scale  # (n, *input_shape)
 
     def predict(self, X: Any) -> np.ndarray:
-        """Predictions ``(n,)``: the class labels, or values in target units."""
+        """Predictions ``(n,)``: the class labels, or values in target units.
+
+        Args:
+            X: raw inputs ``(n, *input_shape)``: an array, a tensor or a torch Dataset.
+        """
         out = self._outputs(X)
         if self.classes is None:
             return out.cpu().numpy()
         return self.classes[out.argmax(dim=1).cpu().numpy()]
 
     def predict_proba(self, X: Any) -> np.ndarray:
-        """Class probabilities ``(n, n_classes)`` in the order of `classes` (classification)."""
+        """Class probabilities ``(n, n_classes)`` in the order of `classes` (classification).
+
+        Args:
+            X: raw inputs ``(n, *input_shape)``: an array, a tensor or a torch Dataset.
+        """
         if self.classes is None:
             raise AttributeError(
                 "predict_proba is for classification; this model is a regression model, "
@@ -662,7 +683,7 @@ def resolve_settings(config: dict[str, Any], defaults: TorchTrainingDefaults) ->
         defaults: the values of keys the config does not set.
 
     Raises:
-        ValueError / TypeError: a bad value, naming ``config[key]``.
+        InvalidParameterError: a bad value, naming ``config[key]``.
     """
     optimizer_name = config.get("optimizer", defaults.optimizer)
     extra: dict[str, Any] = {}
@@ -670,7 +691,7 @@ def resolve_settings(config: dict[str, Any], defaults: TorchTrainingDefaults) ->
         # A conditional choice between optimizers, each with its own settings:
         # {"name": "sgd", "momentum": 0.9} or {"name": "adam", "beta1": 0.85}.
         if "name" not in optimizer_name:
-            raise ValueError(
+            raise InvalidParameterError(
                 "config['optimizer'] is a dict, so it needs a 'name' key, e.g. "
                 f"{{'name': 'sgd', 'momentum': 0.9}}; got keys {sorted(optimizer_name)}."
             )
@@ -681,7 +702,7 @@ def resolve_settings(config: dict[str, Any], defaults: TorchTrainingDefaults) ->
     extra_options = optimizer_options(optimizer, extra)
     lr = _config_float(config, "lr", defaults.lr, minimum=0.0)
     if lr == 0.0:
-        raise ValueError("config['lr'] must be > 0; got 0.")
+        raise InvalidParameterError("config['lr'] must be > 0; got 0.")
     momentum = _config_float(config, "momentum", defaults.momentum, minimum=0.0)
     if optimizer == "sgd":
         recipe_momentum: float | None = momentum
@@ -689,12 +710,13 @@ def resolve_settings(config: dict[str, Any], defaults: TorchTrainingDefaults) ->
         recipe_momentum = momentum if "momentum" in config else None
     schedule = config.get("lr_schedule", defaults.lr_schedule)
     if schedule not in SCHEDULES:
-        raise ValueError(
-            f"config['lr_schedule'] must be one of {list(SCHEDULES)}; got {schedule!r}."
+        raise InvalidParameterError(
+            f"config['lr_schedule'] must be one of {list(SCHEDULES)}; got {schedule!r}"
+            f"{did_you_mean(str(schedule), SCHEDULES)}."
         )
     gamma = _config_float(config, "gamma", defaults.gamma, minimum=0.0)
     if not 0.0 < gamma <= 1.0:
-        raise ValueError(f"config['gamma'] must be in (0, 1]; got {gamma!r}.")
+        raise InvalidParameterError(f"config['gamma'] must be in (0, 1]; got {gamma!r}.")
     freeze_blocks = config.get("freeze_blocks", "all")
     if freeze_blocks is not None and freeze_blocks != "all":
         freeze_blocks = _config_int(config, "freeze_blocks", None, minimum=0)
@@ -702,7 +724,7 @@ def resolve_settings(config: dict[str, Any], defaults: TorchTrainingDefaults) ->
     head_lr_mult = _config_float(config, "head_lr_mult", defaults.head_lr_mult, minimum=0.0)
     for key, value in (("layer_decay", layer_decay), ("head_lr_mult", head_lr_mult)):
         if value == 0.0:
-            raise ValueError(f"config[{key!r}] must be > 0; got 0.")
+            raise InvalidParameterError(f"config[{key!r}] must be > 0; got 0.")
     epochs = _config_int(config, "epochs", defaults.epochs, minimum=1)
     weight_decay = _config_float(config, "weight_decay", defaults.weight_decay, minimum=0.0)
     recipe = Recipe(
@@ -1327,26 +1349,28 @@ def _trial_threads() -> int | None:
 def _config_int(config: dict[str, Any], key: str, default: int | None, *, minimum: int) -> int:
     value = config.get(key, default)
     if value is None:
-        raise ValueError(
+        raise InvalidParameterError(
             f"config[{key!r}] is required; make_torch_trainable injects it, or pass it yourself."
         )
     # Searchers may hand back floats such as 64.0 for integer domains; accept whole floats.
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer, float, np.floating)):
-        raise TypeError(f"config[{key!r}] must be an integer; got {value!r}.")
+    if not is_real(value):
+        raise InvalidParameterError(f"config[{key!r}] must be an integer; got {value!r}.")
     if not float(value).is_integer():
-        raise ValueError(f"config[{key!r}] must be a whole number; got {value!r}.")
+        raise InvalidParameterError(f"config[{key!r}] must be a whole number; got {value!r}.")
     if value < minimum:
-        raise ValueError(f"config[{key!r}] must be >= {minimum}; got {value!r}.")
+        raise InvalidParameterError(f"config[{key!r}] must be >= {minimum}; got {value!r}.")
     return int(value)
 
 
 def _config_float(config: dict[str, Any], key: str, default: float, *, minimum: float) -> float:
     value = config.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"config[{key!r}] must be a number; got {value!r}.")
+    if not is_real(value):
+        raise InvalidParameterError(f"config[{key!r}] must be a number; got {value!r}.")
     value = float(value)
     if not math.isfinite(value) or value < minimum:
-        raise ValueError(f"config[{key!r}] must be a finite number >= {minimum}; got {value!r}.")
+        raise InvalidParameterError(
+            f"config[{key!r}] must be a finite number >= {minimum}; got {value!r}."
+        )
     return value
 
 
@@ -1354,4 +1378,4 @@ def _config_bool(config: dict[str, Any], key: str, default: bool | None) -> bool
     value = config.get(key, default)
     if value is None or isinstance(value, (bool, np.bool_)):
         return None if value is None else bool(value)
-    raise TypeError(f"config[{key!r}] must be true or false; got {value!r}.")
+    raise InvalidParameterError(f"config[{key!r}] must be true or false; got {value!r}.")
