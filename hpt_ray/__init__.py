@@ -39,7 +39,7 @@ _EXPORTS = {
     "report": "hpt_ray.function",
     "with_data": "hpt_ray.function",
     "make_scheduler": "hpt_ray.schedulers",
-    "read_results": "hpt_ray.results",
+    "read_results": "hpt_ray.table",
     "report_html": "hpt_ray.html_report",
 }
 __all__ = [
@@ -61,9 +61,9 @@ __all__ = [
 if TYPE_CHECKING:
     from hpt_ray.function import Checkpoint, get_checkpoint, report, with_data
     from hpt_ray.html_report import report_html
-    from hpt_ray.results import read_results
     from hpt_ray.schedulers import make_scheduler
     from hpt_ray.search_cv import TuneSearchCV
+    from hpt_ray.table import read_results
     from hpt_ray.tuning import (
         ExperimentExistsError,
         ExperimentInterrupted,

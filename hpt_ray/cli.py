@@ -156,9 +156,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from hpt_ray.cluster import is_uri
     from hpt_ray.experiment import load_experiment
-    from hpt_ray.tuning import DEFAULT_STORAGE, claim_directory, claim_location
+    from hpt_ray.storage import DEFAULT_STORAGE, claim_directory, claim_location, is_uri
 
     flags = [
         (key, getattr(args, key))
@@ -197,8 +196,7 @@ def _keep_experiment_file(experiment: Any, name: str, target: str | Path) -> Non
     """
     import yaml
 
-    from hpt_ray.cluster import is_uri
-    from hpt_ray.results import write_remote_file
+    from hpt_ray.storage import is_uri, write_remote_file
 
     document = {**experiment.document, "name": name}
     if experiment.base_dir is not None:
@@ -211,9 +209,8 @@ def _keep_experiment_file(experiment: Any, name: str, target: str | Path) -> Non
 
 
 def _resume(args: argparse.Namespace) -> int:
-    from hpt_ray.cluster import is_uri
     from hpt_ray.experiment import load_experiment, parse_experiment, read_yaml
-    from hpt_ray.results import read_remote_file
+    from hpt_ray.storage import is_uri, read_remote_file
 
     missing = (
         "resume needs a directory written by `hpt-ray run` (from Python, call "
@@ -248,7 +245,7 @@ def _resume(args: argparse.Namespace) -> int:
 
 
 def _tune_and_report(experiment: Any, kwargs: dict) -> int:
-    from hpt_ray.results import leaderboard
+    from hpt_ray.table import leaderboard
     from hpt_ray.tuning import ExperimentInterrupted, TrialFailuresWarning, tune_model
 
     try:
@@ -280,7 +277,7 @@ def _tune_and_report(experiment: Any, kwargs: dict) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
-    from hpt_ray.results import best_row, leaderboard, read_metadata, read_results
+    from hpt_ray.table import best_row, leaderboard, read_metadata, read_results
 
     frame = read_results(args.directory)
     meta = read_metadata(args.directory)

@@ -5,7 +5,7 @@ Content-Security-Policy forbids any fetch), so it opens from disk, goes by mail,
 pull request. It is built from what an experiment directory holds:
 
 - ``results.parquet`` (or, for a run that has not written it yet, ``trials.jsonl``): one row per
-  trial with its status (see ``hpt_ray.results``), final and best metric, config columns;
+  trial with its status (see ``hpt_ray.table``), final and best metric, config columns;
 - ``experiment.json``: model, data, metric, mode, searcher, scheduler, num_samples, max_t, seed;
 - ``experiment.yaml`` if present (runs started by ``hpt-ray run``): the space with its domains
   and the command that reproduces the run;
@@ -49,19 +49,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from hpt_ray.results import (
-    LOG_FILE,
-    RESULTS_FILE,
-    STATUSES,
-    best_row,
-    finite_metric,
-    read_log,
-    read_metadata,
-    read_remote_file,
-    read_results,
-    records_to_frame,
-    remote_names,
-)
+from hpt_ray.objective import finite_metric
+from hpt_ray.storage import LOG_FILE, RESULTS_FILE, is_uri, read_remote_file, remote_names
+from hpt_ray.table import STATUSES, best_row, read_metadata, read_results, records_to_frame
+from hpt_ray.trial_log import read_log
+from searchers.files import atomic_write
 
 # Status colours: the same in every plot and in the table.
 STATUS_COLORS = {
@@ -183,7 +175,7 @@ def load_experiment(directory: str | os.PathLike[str]) -> Experiment:
     the reports its trials have written so far.
     """
     location = str(directory)
-    remote = "://" in location
+    remote = is_uri(location)
     if not remote and not Path(location).is_dir():
         raise FileNotFoundError(
             f"{location}: not a directory; give an experiment directory (`hpt-ray run` and "
@@ -618,7 +610,7 @@ def lanes(sessions: Sequence[Session]) -> list[tuple[str, int, Session]]:
 
 
 def _fmt(value: float) -> str:
-    if value is None or not np.isfinite(value):
+    if finite_metric(value) is None:
         return "–"
     if value != 0 and (abs(value) >= 1e5 or abs(value) < 1e-3):
         return f"{value:.3g}"
@@ -1496,13 +1488,10 @@ def report_html(
     text = render_html(experiments, options)
     if path is None:
         first = str(directories[0])
-        path = Path("report.html") if "://" in first else Path(first) / "report.html"
+        path = Path("report.html") if is_uri(first) else Path(first) / "report.html"
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, target)
-    return target
+    return atomic_write(target, text)
 
 
 # -- PNG figures -----------------------------------------------------------------------------

@@ -23,7 +23,8 @@ from typing import Any, TextIO
 from ray.tune import Callback
 from tqdm import tqdm
 
-from hpt_ray.results import ResultsWriter, _TrialRecord
+from hpt_ray.results import ResultsWriter
+from hpt_ray.trial_log import TrialRecord
 
 # Statuses shown in the line only when some trial has them, with their label.
 RARE_STATUSES: dict[str, str] = {
@@ -128,7 +129,7 @@ class ProgressPrinter(Callback):
         else:
             print(self._line(records, counts), file=self._stream(), flush=True)
 
-    def _line(self, records: list[_TrialRecord], counts: Counter[str]) -> str:
+    def _line(self, records: list[TrialRecord], counts: Counter[str]) -> str:
         total = "?" if self.total is None else str(self.total)
         return (
             f"[{time.monotonic() - self._start:6.1f}s] trials {done_count(counts)}/{total} done: "
@@ -136,7 +137,7 @@ class ProgressPrinter(Callback):
             + self._best_text(records)
         )
 
-    def _draw_bar(self, records: list[_TrialRecord], counts: Counter[str]) -> None:
+    def _draw_bar(self, records: list[TrialRecord], counts: Counter[str]) -> None:
         if self._bar is None:
             meter = "{percentage:3.0f}%|{bar}| " if self.total is not None else ""
             self._bar = tqdm(
@@ -169,7 +170,7 @@ class ProgressPrinter(Callback):
         self._bar.refresh()
 
     def _counts_text(self, counts: Counter[str]) -> str:
-        # Every status but running/pending ends a trial (results.STATUSES); the rarer ones are
+        # Every status but running/pending ends a trial (table.STATUSES); the rarer ones are
         # named only when they occur, so the usual line stays short.
         rare = [(s, label) for s, label in RARE_STATUSES.items() if counts[s]]
         return (
@@ -179,7 +180,7 @@ class ProgressPrinter(Callback):
             + f"{counts['running']} running"
         )
 
-    def _best_text(self, records: list[_TrialRecord]) -> str:
+    def _best_text(self, records: list[TrialRecord]) -> str:
         scored = [(value, r.trial_id) for r in records if (value := r.final_metric) is not None]
         if not scored:
             return ""
@@ -209,7 +210,7 @@ def done_count(counts: Counter[str]) -> int:
 
 
 def estimate_eta(
-    records: Iterable[_TrialRecord],
+    records: Iterable[TrialRecord],
     *,
     total: int | None,
     time_budget_s: float | None,

@@ -26,33 +26,29 @@ from ray.tune.search import Searcher
 from hpt_ray.cluster import (
     InfeasibleResourcesError,
     check_feasible,
-    is_uri,
     make_pending_timeout,
-    upload_files,
 )
+from hpt_ray.objective import MetricNotReportedError
 from hpt_ray.progress import ProgressPrinter
-from hpt_ray.results import (
-    LOG_FILE,
-    META_FILE,
-    RESULTS_FILE,
-    MetricNotReportedError,
-    ResultsWriter,
-    SigintWatch,
-    read_log,
-    records_to_frame,
-    staging_directory,
-    write_metadata,
-)
+from hpt_ray.results import ResultsWriter, SigintWatch
 from hpt_ray.schedulers import SafeScheduler
 from hpt_ray.settings import RunSettings, SearchSettings
 from hpt_ray.storage import (
     DEFAULT_STORAGE,
+    LOG_FILE,
+    META_FILE,
+    RESULTS_FILE,
     claim_directory,
     claim_location,
     holds_run,
+    is_uri,
     stage_remote_run,
+    staging_directory,
+    upload_files,
 )
+from hpt_ray.table import records_to_frame, write_metadata
 from hpt_ray.tensorboard import HParamsLoggerCallback
+from hpt_ray.trial_log import read_log
 
 # With an autoscaler, check_feasible cannot know whether a node type could hold a trial; a run
 # whose trials all stay pending this long fails instead of waiting forever (hpt_ray.cluster).

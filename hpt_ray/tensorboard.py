@@ -23,7 +23,6 @@ a metric's value in the view is its last reported value, the trial's final metri
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -37,7 +36,8 @@ from tensorboardX.proto.plugin_hparams_pb2 import (
 )
 from tensorboardX.proto.summary_pb2 import Summary, SummaryMetadata
 
-from hpt_ray.results import flatten
+from hpt_ray.objective import finite_metric
+from hpt_ray.table import flatten
 
 # The hparams plugin's names (tensorboard/plugins/hparams/metadata.py); TensorBoard reads these.
 PLUGIN_NAME = "hparams"
@@ -68,7 +68,7 @@ class HParamsLoggerCallback(TBXLoggerCallback):
 
 
 def hparam_values(config: Mapping[str, Any]) -> dict[str, bool | float | str]:
-    """The config as HParams values: ``{"a/b": value}`` (``results.flatten``'s names).
+    """The config as HParams values: ``{"a/b": value}`` (``table.flatten``'s names).
 
     Numbers (finite), strings and bools are kept; anything else (None, tuples, lists, objects,
     NaN) becomes its ``repr``, since the view holds only those three kinds.
@@ -79,8 +79,8 @@ def hparam_values(config: Mapping[str, Any]) -> dict[str, bool | float | str]:
             value = value.item()  # numpy scalar
         if isinstance(value, (bool, str)):
             values[name] = value
-        elif isinstance(value, (int, float)) and math.isfinite(value):
-            values[name] = float(value)
+        elif isinstance(value, (int, float)) and (number := finite_metric(value)) is not None:
+            values[name] = number
         else:
             values[name] = repr(value)
     return values

@@ -23,10 +23,10 @@ import pandas as pd
 from ray.tune.search import Searcher
 
 from hpt_ray.plan import plan_experiment
-from hpt_ray.results import best_row
 from hpt_ray.run import ExperimentInterrupted, run_experiment
 from hpt_ray.settings import RunSettings, SearchSettings, TrialSettings
 from hpt_ray.storage import DEFAULT_STORAGE, ExperimentExistsError, claim_directory, claim_location
+from hpt_ray.table import best_row
 
 
 @dataclass

@@ -19,7 +19,7 @@ import yaml
 from sklearn.linear_model import LogisticRegression
 
 from hpt_ray import cli
-from hpt_ray.results import read_metadata
+from hpt_ray.table import read_metadata
 
 ROOT = Path(__file__).resolve().parents[1]
 HPT_RAY = str(Path(sys.executable).parent / "hpt-ray")

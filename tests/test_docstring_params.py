@@ -39,7 +39,6 @@ KNOWN_UNDOCUMENTED = {
     "hpt_ray.ExperimentInterrupted:frame",
     "hpt_ray.TuneResult.report:path",
     "hpt_ray.load_model:checkpoint",
-    "hpt_ray.read_results:directory",
     # Mentioned inside the `scheduler` entry, not an entry of its own.
     "hpt_ray.tune_model:scheduler_options",
     # Its entry sits under "Raises:" (after ExperimentInterrupted), not under "Args:".

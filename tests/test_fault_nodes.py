@@ -23,9 +23,9 @@ import ray
 from ray import tune
 
 import searchers
-from hpt_ray.results import read_results
 from hpt_ray.run import run_experiment
 from hpt_ray.schedulers import make_scheduler
+from hpt_ray.table import read_results
 
 pytestmark = [pytest.mark.slow, pytest.mark.fault]
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from hpt_ray.results import read_results, write_results
+from hpt_ray.table import read_results, write_results
 
 pytestmark = pytest.mark.fault
 
@@ -104,22 +104,22 @@ def test_restored_in_a_fresh_process_continues_exactly(tmp_path, name):
 
 def test_results_writer_killed_mid_write_keeps_previous_file(tmp_path):
     write_results(pd.DataFrame({"trial_id": ["a", "b"], "final_metric": [1.0, 2.0]}), tmp_path)
-    # The process dies (SIGKILL-like os._exit) half-way through writing the new table.
+    # The process dies (SIGKILL-like os._exit) half-way through writing the new table: at the
+    # temp file's fsync, with half of its bytes on disk (searchers.files.atomic_write).
     crashed = python(f"""
         import os
         import pandas as pd
-        import pyarrow.parquet as pq
-        from hpt_ray import results
-        def dying_write(table, where, **kwargs):
-            with open(where, "wb") as handle:
-                handle.write(b"PAR1 half a file")
-                handle.flush()
+        from hpt_ray import table
+        def dying_fsync(fd):
+            os.ftruncate(fd, os.fstat(fd).st_size // 2)
             os._exit(9)
-        results.pq.write_table = dying_write
+        os.fsync = dying_fsync
         frame = pd.DataFrame({{"trial_id": ["a", "b", "c"], "final_metric": [1.0, 2.0, 3.0]}})
-        results.write_results(frame, {str(tmp_path)!r})
+        table.write_results(frame, {str(tmp_path)!r})
     """)
     assert crashed.returncode == 9, crashed.stderr[-2000:]
+    # The half-written temp file is there (the crash came mid-write), the table is the old one.
+    assert [p for p in tmp_path.iterdir() if p.name.startswith(".results-")]
     table = read_results(tmp_path)
     assert list(table["trial_id"]) == ["a", "b"]
 

@@ -18,7 +18,7 @@ from torch import nn
 
 import hpt_ray
 from hpt_ray.function import resolve_kind
-from hpt_ray.results import MetricNotReportedError
+from hpt_ray.objective import MetricNotReportedError
 from hpt_ray.tuning import TrialFailuresWarning
 
 # Functions defined here must reach Ray's workers by value (tests/ is not a package).

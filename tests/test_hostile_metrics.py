@@ -8,9 +8,9 @@ import pytest
 from ray import tune
 
 import searchers
-from hpt_ray.results import best_row
 from hpt_ray.run import run_experiment
 from hpt_ray.schedulers import make_scheduler
+from hpt_ray.table import best_row
 
 pytestmark = [pytest.mark.slow, pytest.mark.fault, pytest.mark.usefixtures("ray_local")]
 

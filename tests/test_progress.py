@@ -1,4 +1,4 @@
-"""The driver's progress: a line that counts every way a trial can end (hpt_ray.results.STATUSES),
+"""The driver's progress: a line that counts every way a trial can end (hpt_ray.table.STATUSES),
 a live bar with an ETA on a terminal, plain lines elsewhere."""
 
 from __future__ import annotations
@@ -13,14 +13,16 @@ from sklearn.linear_model import LogisticRegression
 
 from hpt_ray import tune_model
 from hpt_ray.progress import RARE_STATUSES, Eta, ProgressPrinter, estimate_eta
-from hpt_ray.results import STATUSES, ResultsWriter, _TrialRecord
+from hpt_ray.results import ResultsWriter
+from hpt_ray.table import STATUSES
+from hpt_ray.trial_log import TrialRecord
 
 
 def _line(tmp_path: Path, statuses: list[str], metrics: list[float | None], mode: str) -> str:
     writer = ResultsWriter(tmp_path, metric="val_accuracy", mode=mode)
     for i, (status, metric) in enumerate(zip(statuses, metrics, strict=True)):
         trial_id = f"t{i}"
-        writer.records[trial_id] = _TrialRecord(
+        writer.records[trial_id] = TrialRecord(
             trial_id=trial_id, config={}, status=status, final_metric=metric
         )
     stream = io.StringIO()
@@ -61,7 +63,7 @@ class _Terminal(io.StringIO):
 def _writer(tmp_path: Path, trials: list[tuple[str, float | None, float]]) -> ResultsWriter:
     writer = ResultsWriter(tmp_path, metric="val_accuracy", mode="max")
     for i, (status, metric, wall_time_s) in enumerate(trials):
-        writer.records[f"t{i}"] = _TrialRecord(
+        writer.records[f"t{i}"] = TrialRecord(
             trial_id=f"t{i}",
             config={},
             status=status,

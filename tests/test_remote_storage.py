@@ -29,16 +29,18 @@ import yaml
 from ray import cloudpickle
 
 from hpt_ray.cli import main as cli_main
-from hpt_ray.results import (
-    ResultsWriter,
-    read_log,
+from hpt_ray.results import ResultsWriter
+from hpt_ray.storage import (
+    ExperimentExistsError,
+    claim_location,
     read_remote_file,
-    read_results,
     remote_names,
+    stage_remote_run,
     staging_directory,
     write_remote_file,
 )
-from hpt_ray.storage import ExperimentExistsError, claim_location, stage_remote_run
+from hpt_ray.table import read_results
+from hpt_ray.trial_log import read_log
 
 pytestmark = pytest.mark.slow
 
@@ -236,7 +238,7 @@ def _ray_knows_every_trial(location: str) -> bool:
         state = json.loads(read_remote_file(location, sessions[-1]) or b"{}")
         generator = pickle.loads(read_remote_file(location, generators[-1]) or b"")
     except (ValueError, EOFError, pickle.UnpicklingError):
-        return False  # read while Ray replaced it (see hpt_ray.results._read_replaced)
+        return False  # read while Ray replaced it (see hpt_ray.storage.read_replaced)
     return len(state.get("trial_data", [])) == NUM_SAMPLES == generator["counter"]
 
 

@@ -29,7 +29,7 @@ from hpt_ray.html_report import (
     report_html,
     report_png,
 )
-from hpt_ray.results import write_metadata, write_results
+from hpt_ray.table import write_metadata, write_results
 
 SECTIONS = (
     "glance",

@@ -9,17 +9,11 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 
-from hpt_ray.results import (
-    LOG_FILE,
-    MetricNotReportedError,
-    ResultsWriter,
-    best_row,
-    finite_metric,
-    leaderboard,
-    read_log,
-    read_results,
-    write_results,
-)
+from hpt_ray.objective import MetricNotReportedError, finite_metric
+from hpt_ray.results import ResultsWriter
+from hpt_ray.storage import LOG_FILE
+from hpt_ray.table import best_row, leaderboard, read_results, write_results
+from hpt_ray.trial_log import read_log
 
 
 def _trial(trial_id, config):

@@ -16,7 +16,7 @@ from tensorboard.plugins.hparams import api_pb2, metadata
 from tensorboard.util import tensor_util
 
 from hpt_ray import tune_model
-from hpt_ray.results import flatten, read_results
+from hpt_ray.table import flatten, read_results
 from hpt_ray.tensorboard import hparam_values
 
 METRIC_TAG = "ray/tune/mean_test_score"

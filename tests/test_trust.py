@@ -23,10 +23,11 @@ from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 
 import searchers
-from hpt_ray.results import LOG_FILE, MetricNotReportedError, read_log
+from hpt_ray.objective import MetricNotReportedError
 from hpt_ray.run import run_experiment
 from hpt_ray.schedulers import SafeScheduler, make_scheduler
-from hpt_ray.storage import ExperimentExistsError, claim_directory, unique_name
+from hpt_ray.storage import LOG_FILE, ExperimentExistsError, claim_directory, unique_name
+from hpt_ray.trial_log import read_log
 from hpt_ray.tuning import TrialFailuresWarning, tune_model
 from trainables.data import load_data
 
