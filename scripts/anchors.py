@@ -487,7 +487,11 @@ class SmacSearcher(AskTellSearcher):
         config = Configuration(self._smac.scenario.configspace, values=values)
         # The (instance, seed) key SMAC's own trials get, so that the intensifier counts the
         # config as evaluated instead of asking for it again on another seed.
-        key = self._smac.intensifier.get_instance_seed_keys_of_interest()[0]
+        # (__post_init__ fills the intensifier's seed cache; SMAC calls it at every ask, so calling
+        # it here as well is safe, and needed when nothing was asked yet.)
+        intensifier = self._smac.intensifier
+        intensifier.__post_init__()
+        key = intensifier.get_instance_seed_keys_of_interest()[0]
         info = TrialInfo(config=config, instance=key.instance, seed=key.seed)
         self._tell(info, values, loss)
 

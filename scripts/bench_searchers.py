@@ -895,7 +895,9 @@ def render_table(report: BenchReport) -> str:
         for k in opts.pending:
             for b in opts.budgets:
                 won, scored = report.wins[(s, k, b)]
-                row.append(f"{_fmt(report.scores[(s, k, b)])} / {won:g} of {scored}")
+                score = report.scores[(s, k, b)]
+                shown = "—" if score is None else f"{score:.1f}"
+                row.append(f"{shown} / {won:g} of {scored}")
         rows.append(row)
     lines += _markdown(head, rows)
     lines += [

@@ -22,9 +22,9 @@ Tasks (`TASKS`; benchmark names ``task:NAME``, or ``tasks`` for all):
 
     svm-breast_cancer    scaled RBF SVC: C, gamma (log); error
     svm-digits           scaled RBF SVC: C, gamma (log), shrinking; error
-    rf-breast_cancer     random forest, 20 trees: max_depth, max_features, min_samples_split,
-                         min_samples_leaf, criterion; nll
-    rf-diabetes          random forest regressor, 20 trees: max_depth, max_features,
+    rf-breast_cancer     random forest, 10 trees (as Bayesmark's): max_depth, max_features,
+                         min_samples_split, min_samples_leaf, criterion; nll
+    rf-diabetes          random forest regressor, 10 trees: max_depth, max_features,
                          min_samples_split, min_samples_leaf, bootstrap; mse
     gb-diabetes          gradient boosting regressor: learning_rate (log), n_estimators,
                          max_depth, subsample, min_samples_leaf (log int); mse
@@ -209,7 +209,7 @@ def _rf_classifier(c: Mapping[str, Any]) -> Any:
     from sklearn.ensemble import RandomForestClassifier
 
     return RandomForestClassifier(
-        n_estimators=20,
+        n_estimators=10,
         max_depth=c["max_depth"],
         max_features=c["max_features"],
         min_samples_split=c["min_samples_split"],
@@ -234,7 +234,7 @@ def _rf_regressor(c: Mapping[str, Any]) -> Any:
     from sklearn.ensemble import RandomForestRegressor
 
     return RandomForestRegressor(
-        n_estimators=20,
+        n_estimators=10,
         max_depth=c["max_depth"],
         max_features=c["max_features"],
         min_samples_split=c["min_samples_split"],
