@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import inspect
 import logging
-import math
 import os
 import pickle
-import tempfile
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -25,6 +23,8 @@ from ray.tune.schedulers import (
     TrialScheduler,
 )
 
+from hpt_ray.objective import better, finite_metric
+from searchers.files import atomic_write
 from searchers.validation import Interval, InvalidParameterError, Options, check, check_keys
 
 logger = logging.getLogger(__name__)
@@ -288,19 +288,14 @@ class SafeScheduler(TrialScheduler):
             return
         self._last_save = now
         payload = {"version": 1, "worst": self._worst, "inner": self.inner}
-        fd, tmp = tempfile.mkstemp(prefix=".scheduler-", suffix=".tmp", dir=self._state_dir)
         try:
             # cloudpickle: the median rule holds lambdas plain pickle refuses.
-            with os.fdopen(fd, "wb") as handle:
-                cloudpickle.dump(payload, handle)
-            os.replace(tmp, os.path.join(self._state_dir, self.STATE_FILE))
+            data = cloudpickle.dumps(payload)
+            atomic_write(os.path.join(self._state_dir, self.STATE_FILE), data)
         except (pickle.PicklingError, AttributeError, TypeError, OSError) as exc:
             # Saving state is a convenience for resume; it must never end the experiment.
             logger.warning("scheduler state not saved (%s); a resumed run starts it afresh", exc)
             self._state_dir = None
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
 
     def _load_state(self) -> bool:
         """Load the wrapped scheduler saved by an earlier run of this experiment, if any."""
@@ -324,11 +319,9 @@ class SafeScheduler(TrialScheduler):
         metric = self._metric
         if metric is None or result is None:
             return result
-        value = _finite(result.get(metric))
+        value = finite_metric(result.get(metric))
         if value is not None:
-            if self._worst is None or (
-                value < self._worst if self._mode == "max" else value > self._worst
-            ):
+            if self._worst is None or better(self._worst, value, self._mode or "min"):
                 self._worst = value
             return result
         if not self._warned:
@@ -341,13 +334,3 @@ class SafeScheduler(TrialScheduler):
         if self._worst is None:
             return None
         return {**result, metric: self._worst}
-
-
-def _finite(value: Any) -> float | None:
-    if isinstance(value, bool) or value is None:
-        return None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if math.isfinite(number) else None

@@ -35,7 +35,6 @@ import logging
 import math
 import numbers
 import os
-import tempfile
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -44,6 +43,7 @@ from typing import Any, ClassVar
 import numpy as np
 from ray.tune.search import Searcher
 
+from searchers.files import atomic_write
 from searchers.space import Encoded, SearchSpace
 from searchers.tune_domains import from_ray
 from searchers.validation import InstanceOf, Interval, Options, check
@@ -394,20 +394,9 @@ def check_metric_mode(metric: Any, mode: Any) -> None:
 
 
 def atomic_write_json(path: str | os.PathLike[str], data: Any) -> None:
-    """Write ``data`` as JSON so that ``path`` holds either the old or the new file, never half."""
-    target = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(target))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".json")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, allow_nan=False)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """Write ``data`` as JSON so that ``path`` holds either the old or the new file, never half
+    (`searchers.files.atomic_write`: synced, and no temp file left behind on failure)."""
+    atomic_write(path, json.dumps(data, allow_nan=False))
 
 
 def read_json(path: str | os.PathLike[str]) -> Any:

@@ -130,7 +130,6 @@ def test_searcher_state_killed_mid_write_keeps_previous_file(tmp_path, name):
     crashed = python(f"""
         import json, os
         import searchers
-        from searchers import base
         {textwrap.indent(SPACE, "        ").strip()}
         s = searchers.make_searcher({name!r}, seed=1)
         s.set_search_properties("loss", "min", SPACE)
@@ -141,17 +140,15 @@ def test_searcher_state_killed_mid_write_keeps_previous_file(tmp_path, name):
         for i in range(3, 6):
             cfg = s.suggest(f"t{{i}}")
             s.on_trial_complete(f"t{{i}}", {{"loss": loss(cfg)}})
-        real_dump = json.dump
-        def dying_dump(data, handle, **kwargs):
-            handle.write(json.dumps(data)[:40])
-            handle.flush()
+        def dying_fsync(fd):
+            os.ftruncate(fd, os.fstat(fd).st_size // 2)
             os._exit(9)
-        base.json.dump = dying_dump
+        os.fsync = dying_fsync
         s.save({str(state)!r})
     """)
     assert crashed.returncode == 9, crashed.stderr[-2000:]
     # The kill hit mid-write: a partial temp file is left, the state file itself is whole.
-    assert [p for p in tmp_path.iterdir() if p.name.startswith(".tmp-")]
+    assert [p for p in tmp_path.iterdir() if p.name.startswith(".searcher-")]
     saved = json.loads(state.read_text())
     assert saved["version"] >= 1
     from ray import tune
