@@ -30,6 +30,7 @@ except importlib.metadata.PackageNotFoundError:
 _EXPORTS = {
     "ExperimentExistsError": "hpt_ray.tuning",
     "ExperimentInterrupted": "hpt_ray.tuning",
+    "InvalidParameterError": "searchers.validation",
     "TuneResult": "hpt_ray.tuning",
     "load_model": "hpt_ray.tuning",
     "tune_model": "hpt_ray.tuning",
@@ -46,6 +47,7 @@ __all__ = [
     "Checkpoint",
     "ExperimentExistsError",
     "ExperimentInterrupted",
+    "InvalidParameterError",
     "TuneResult",
     "TuneSearchCV",
     "get_checkpoint",
@@ -71,6 +73,7 @@ if TYPE_CHECKING:
         load_model,
         tune_model,
     )
+    from searchers.validation import InvalidParameterError
 
 
 def __getattr__(name: str) -> Any:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 import warnings
 from collections.abc import Sequence
@@ -12,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from hpt_ray import __version__
-from hpt_ray.cluster import InfeasibleResourcesError
+from searchers.validation import InvalidParameterError
 
 # The experiment file as run (with the command line's overrides), kept in the experiment's
 # directory or URI location: `hpt-ray resume` rebuilds the experiment from it.
@@ -28,10 +29,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return int(args.handler(args))
-    except (ValueError, TypeError, FileNotFoundError, InfeasibleResourcesError) as exc:
-        # User errors (bad file, bad space, bad option) get one line, not a traceback.
+    except _user_errors() as exc:
+        # User errors get one line; anything else is a bug and keeps its traceback.
         print(f"hpt-ray: error: {exc}", file=sys.stderr)
         return 2
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """What the CLI prints as one line: a user's mistake (a bad option, space or file, a run
+    directory that is taken or missing, a metric the trials never report, resources no node
+    can hold). Each is an `InvalidParameterError`; `ExperimentError` (a bad experiment file)
+    is one too. Anything else is a bug and keeps its traceback.
+    """
+    return (InvalidParameterError,)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -157,7 +167,13 @@ def _parser() -> argparse.ArgumentParser:
 
 def _run(args: argparse.Namespace) -> int:
     from hpt_ray.experiment import load_experiment
-    from hpt_ray.storage import DEFAULT_STORAGE, claim_directory, claim_location, is_uri
+    from hpt_ray.storage import (
+        DEFAULT_STORAGE,
+        claim_directory,
+        claim_location,
+        holds_run,
+        is_uri,
+    )
 
     flags = [
         (key, getattr(args, key))
@@ -177,15 +193,24 @@ def _run(args: argparse.Namespace) -> int:
     # experiment (on any machine, for a URI).
     prefix = Path(args.experiment).stem
     target: str | Path
+    created = False
     if is_uri(storage):
         name, target = claim_location(storage, kwargs.get("name"), prefix=prefix)
     else:
-        name, target = claim_directory(
-            Path(storage).expanduser().resolve(), kwargs.get("name"), prefix=prefix
-        )
+        root = Path(storage).expanduser().resolve()
+        existed = kwargs.get("name") is not None and (root / str(kwargs["name"])).exists()
+        name, target = claim_directory(root, kwargs.get("name"), prefix=prefix)
+        created = not existed
     kwargs["name"] = name
     _keep_experiment_file(experiment, name, target)
-    return _tune_and_report(experiment, kwargs)
+    try:
+        return _tune_and_report(experiment, kwargs)
+    except InvalidParameterError:
+        # Refused before any trial ran (a bad option, space or data): leave no empty run
+        # directory behind, only one this command made and that holds no run.
+        if created and not holds_run(target):
+            shutil.rmtree(target, ignore_errors=True)
+        raise
 
 
 def _keep_experiment_file(experiment: Any, name: str, target: str | Path) -> None:
@@ -210,7 +235,7 @@ def _keep_experiment_file(experiment: Any, name: str, target: str | Path) -> Non
 
 def _resume(args: argparse.Namespace) -> int:
     from hpt_ray.experiment import load_experiment, parse_experiment, read_yaml
-    from hpt_ray.storage import is_uri, read_remote_file
+    from hpt_ray.storage import RunNotFoundError, is_uri, read_remote_file
 
     missing = (
         "resume needs a directory written by `hpt-ray run` (from Python, call "
@@ -220,14 +245,14 @@ def _resume(args: argparse.Namespace) -> int:
         location = str(args.directory).rstrip("/")
         data = read_remote_file(location, EXPERIMENT_FILE)
         if data is None:
-            raise FileNotFoundError(f"{location}/{EXPERIMENT_FILE} not found: {missing}")
+            raise RunNotFoundError(f"{location}/{EXPERIMENT_FILE} not found: {missing}")
         source = f"{location}/{EXPERIMENT_FILE}"
         experiment = parse_experiment(read_yaml(data.decode()), source=source)
         storage, _, name = location.rpartition("/")
     else:
         directory = Path(args.directory).expanduser().resolve()
         if not (directory / EXPERIMENT_FILE).exists():
-            raise FileNotFoundError(f"{directory / EXPERIMENT_FILE} not found: {missing}")
+            raise RunNotFoundError(f"{directory / EXPERIMENT_FILE} not found: {missing}")
         experiment = load_experiment(directory / EXPERIMENT_FILE)
         storage, name = str(directory.parent), directory.name
     kwargs = {
@@ -310,7 +335,7 @@ def _address_argument(parser: argparse.ArgumentParser) -> None:
 
 def _need_address(args: argparse.Namespace) -> str:
     if not args.address:
-        raise ValueError(
+        raise InvalidParameterError(
             "--address: give the head's dashboard URL, e.g. --address http://HEAD:8265 "
             "(`ray up cluster.yaml` prints it; `ray dashboard cluster.yaml` forwards it)"
         )

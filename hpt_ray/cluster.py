@@ -20,8 +20,6 @@ Jobs. ``submit_experiment`` sends the project as the job's ``working_dir`` throu
 (``JobSubmissionClient``) and runs ``python -m hpt_ray.cli run FILE --address auto`` on the head;
 ``follow_logs`` streams the logs until the job ends.
 
-Storage. ``is_uri`` / ``upload_files``: results under ``s3://``, ``gs://`` or ``file://`` go
-through ``pyarrow.fs``.
 """
 
 from __future__ import annotations
@@ -34,6 +32,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from searchers.validation import InvalidParameterError
 
 # Paths a job's working_dir never needs: environments, VCS data, caches and results (Ray refuses
 # working dirs above 500 MiB, and a .venv is useless on another machine).
@@ -57,8 +57,9 @@ WORKING_DIR_EXCLUDES: tuple[str, ...] = (
 JOB_EXIT_CODES: dict[str, int] = {"SUCCEEDED": 0, "FAILED": 1, "STOPPED": 3}
 
 
-class InfeasibleResourcesError(RuntimeError):
-    """No node of the cluster can ever hold one trial's resources, and none can be added."""
+class InfeasibleResourcesError(InvalidParameterError):
+    """No node of the cluster can ever hold one trial's resources, and none can be added: the
+    resources asked for per trial do not fit this cluster."""
 
 
 # ---------------------------------------------------------------------------------- feasibility
@@ -223,7 +224,7 @@ class Submission:
 def job_client(address: str) -> Any:
     """A ``JobSubmissionClient`` for the dashboard at ``address`` (``http://HEAD:8265``)."""
     if not isinstance(address, str) or not address.startswith(("http://", "https://")):
-        raise ValueError(
+        raise InvalidParameterError(
             f"--address must be the head's dashboard URL such as http://HEAD:8265, got "
             f"{address!r} (the Jobs API talks HTTP to the dashboard, not to the GCS port)"
         )
@@ -254,14 +255,14 @@ def submit_experiment(
     """
     root = Path(working_dir).resolve()
     if not root.is_dir():
-        raise ValueError(f"--working-dir: {root} is not a directory")
+        raise InvalidParameterError(f"--working-dir: {root} is not a directory")
     path = Path(experiment).resolve()
     if not path.is_file():
-        raise FileNotFoundError(f"experiment file {experiment}: no such file")
+        raise InvalidParameterError(f"experiment file {experiment}: no such file")
     try:
         relative = path.relative_to(root)
     except ValueError:
-        raise ValueError(
+        raise InvalidParameterError(
             f"experiment file {path} is outside the working directory {root}, which is what "
             "the job uploads; move the file into it or pass --working-dir"
         ) from None
@@ -314,35 +315,3 @@ def results_location(logs: str) -> str | None:
         if line.startswith("results: "):
             found = line.removeprefix("results: ").strip()
     return found
-
-
-# --------------------------------------------------------------------------------------- storage
-
-
-def is_uri(path: str | os.PathLike[str]) -> bool:
-    """True for ``scheme://...`` storage (s3, gs, file, ...), False for a local path.
-
-    >>> is_uri("s3://bucket/hpt"), is_uri("hpt_ray_results")
-    (True, False)
-    """
-    return "://" in str(path)
-
-
-def upload_files(local_dir: str | os.PathLike[str], uri: str, names: Sequence[str]) -> None:
-    """Copy ``names`` from ``local_dir`` into the directory ``uri`` (overwriting)."""
-    import pyarrow
-    import pyarrow.fs
-
-    try:
-        fs, base = pyarrow.fs.FileSystem.from_uri(uri)
-    except (pyarrow.ArrowInvalid, pyarrow.ArrowNotImplementedError) as exc:
-        raise ValueError(
-            f"storage_path {uri!r}: pyarrow cannot open it ({exc}); use a local directory or an "
-            "s3:// / gs:// URI with credentials on every node"
-        ) from exc
-    fs.create_dir(base, recursive=True)
-    for name in names:
-        source = Path(local_dir) / name
-        if source.exists():
-            with fs.open_output_stream(f"{base.rstrip('/')}/{name}") as out:
-                out.write(source.read_bytes())

@@ -50,7 +50,14 @@ import numpy as np
 import pandas as pd
 
 from hpt_ray.objective import finite_metric
-from hpt_ray.storage import LOG_FILE, RESULTS_FILE, is_uri, read_remote_file, remote_names
+from hpt_ray.storage import (
+    LOG_FILE,
+    RESULTS_FILE,
+    RunNotFoundError,
+    is_uri,
+    read_remote_file,
+    remote_names,
+)
 from hpt_ray.table import STATUSES, best_row, read_metadata, read_results, records_to_frame
 from hpt_ray.trial_log import read_log
 from searchers.files import atomic_write
@@ -177,7 +184,7 @@ def load_experiment(directory: str | os.PathLike[str]) -> Experiment:
     location = str(directory)
     remote = is_uri(location)
     if not remote and not Path(location).is_dir():
-        raise FileNotFoundError(
+        raise RunNotFoundError(
             f"{location}: not a directory; give an experiment directory (`hpt-ray run` and "
             "tune_model print it as `results: DIR/results.parquet`)"
         )
@@ -224,7 +231,7 @@ _FRAME_COLUMNS = {
 def _read_frame(location: str, *, remote: bool) -> pd.DataFrame:
     if not remote and not (Path(location) / RESULTS_FILE).exists():
         if not (Path(location) / LOG_FILE).exists():
-            raise FileNotFoundError(
+            raise RunNotFoundError(
                 f"no {RESULTS_FILE} and no {LOG_FILE} in {location}: is this an hpt_ray "
                 "experiment directory?"
             )

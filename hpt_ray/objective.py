@@ -11,8 +11,10 @@ import difflib
 import math
 from typing import Any
 
+from searchers.validation import InvalidParameterError
 
-class MetricNotReportedError(ValueError):
+
+class MetricNotReportedError(InvalidParameterError):
     """The experiment's metric is not among the keys the trainable reports."""
 
 

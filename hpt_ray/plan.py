@@ -27,7 +27,7 @@ from hpt_ray.function import (
     make_function_trainable,
     resolve_kind,
 )
-from hpt_ray.results import (
+from hpt_ray.objective import (
     MetricNotReportedError,
     missing_metric_message,
 )
@@ -96,8 +96,7 @@ def plan_experiment(
                 "trainer_options apply to PyTorch model factories only; a scikit-learn "
                 "estimator takes its settings as parameters (space or the instance)"
             )
-        with refused_input():  # trainables.data raises ValueError for a bad data argument
-            dataset = load_data(data, seed=0 if seed is None else seed)
+        dataset = load_data(data, seed=0 if seed is None else seed)
         shipped, data_name = {"data": dataset}, dataset.name
         splits = _materialize_cv(cv, model, dataset)
         default_metric = "mean_test_score"
@@ -109,17 +108,15 @@ def plan_experiment(
         # A failing fit fails its trial (with its message in the table); staging only helps a
         # scheduler that stops trials early, and partial_fit epochs do not score as fit does.
         staged = not (isinstance(scheduler, str) and scheduler.lower() == "fifo")
-        # Refuses NaN/inf in the data with trainables.data's ValueError: the user's data.
-        with refused_input():
-            fn = make_sklearn_trainable(
-                model,
-                cv=splits,
-                scoring=scoring,
-                max_stages=max_stages,
-                error_score="raise",
-                staged=staged,
-                data=dataset,
-            )
+        fn = make_sklearn_trainable(
+            model,
+            cv=splits,
+            scoring=scoring,
+            max_stages=max_stages,
+            error_score="raise",
+            staged=staged,
+            data=dataset,
+        )
         max_t = _max_stages(model, tune_space, max_stages) if staged else 1
         metric, mode = metric or default_metric, mode or "max"
         _check_metric(
@@ -161,16 +158,13 @@ def plan_experiment(
         # pay for it.
         from trainables.torch_trainable import plan_torch
 
-        # Its data, dataset and model-factory checks raise ValueError/TypeError (trainables.data,
-        # torch_data): all about the user's data and factory.
-        with refused_input():
-            torch_plan = plan_torch(
-                model,
-                data,
-                epochs=epochs,
-                seed=0 if seed is None else seed,
-                options=trainer_options,
-            )
+        torch_plan = plan_torch(
+            model,
+            data,
+            epochs=epochs,
+            seed=0 if seed is None else seed,
+            options=trainer_options,
+        )
         _check_constant_training_keys(tune_space)
         fn, data_name = torch_plan.fn, torch_plan.data_name
         shipped = {"data": torch_plan.data}

@@ -60,7 +60,11 @@ class ExperimentInterrupted(KeyboardInterrupt):
     """The run was interrupted (Ctrl-C); everything that finished is on disk and it can resume.
 
     A ``KeyboardInterrupt``, so code that does not catch it stops as on any Ctrl-C.
-    Attributes: ``path`` (the experiment directory or URI), ``frame`` (the trials table).
+
+    Args:
+        message: what happened and how to resume (the exception's text).
+        path: the experiment directory or URI (also the ``path`` attribute).
+        frame: the trials table so far (also the ``frame`` attribute).
     """
 
     def __init__(self, message: str, *, path: str, frame: pd.DataFrame) -> None:
@@ -147,7 +151,7 @@ def run_experiment(
     if remote:
         # Ray writes trial data and its state to the URI itself. Our log, table and scheduler
         # state live in a local staging directory, mirrored to the URI as they are written
-        # (each finished trial's log segment before the driver moves on; hpt_ray.results).
+        # (each finished trial's log segment before the driver moves on; hpt_ray.storage).
         storage: str | Path = str(storage_path).rstrip("/")
         name, location = claim_location(str(storage), name, prefix=name_prefix, resume=resume)
         directory = staging_directory(location)

@@ -38,6 +38,7 @@ from typing import Any
 import pyarrow as pa
 
 from hpt_ray.schedulers import SafeScheduler
+from searchers.validation import InvalidParameterError
 
 DEFAULT_STORAGE = "hpt_ray_results"
 LOG_FILE = "trials.jsonl"
@@ -47,7 +48,11 @@ RESULTS_FILE = "results.parquet"
 META_FILE = "experiment.json"
 
 
-class ExperimentExistsError(ValueError):
+class RunNotFoundError(InvalidParameterError, FileNotFoundError):
+    """A run directory or URI to show, resume or report on that holds no run (or no table)."""
+
+
+class ExperimentExistsError(InvalidParameterError):
     """The experiment directory already holds a run, and ``resume`` was not asked for."""
 
 

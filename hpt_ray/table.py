@@ -39,7 +39,14 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from hpt_ray.storage import META_FILE, RESULTS_FILE, is_uri, open_uri, read_replaced
+from hpt_ray.storage import (
+    META_FILE,
+    RESULTS_FILE,
+    RunNotFoundError,
+    is_uri,
+    open_uri,
+    read_replaced,
+)
 from hpt_ray.trial_log import TrialRecord, read_log
 from searchers.files import atomic_write
 
@@ -160,7 +167,7 @@ def read_results(directory: str | os.PathLike[str]) -> pd.DataFrame:
             return table.to_pandas()
         records = read_log(str(directory))
         if not records:
-            raise FileNotFoundError(
+            raise RunNotFoundError(
                 f"no {RESULTS_FILE} and no trial log at {directory}: is this an hpt_ray "
                 "experiment location? (a run prints it when it starts and when it ends)"
             )
@@ -169,7 +176,7 @@ def read_results(directory: str | os.PathLike[str]) -> pd.DataFrame:
     if path.is_dir():
         path = path / RESULTS_FILE
     if not path.exists():
-        raise FileNotFoundError(
+        raise RunNotFoundError(
             f"no {RESULTS_FILE} at {path}: is this an hpt_ray experiment directory? "
             "(tune_model and `hpt-ray run` print the directory when they finish)"
         )

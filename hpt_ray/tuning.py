@@ -39,7 +39,7 @@ class TuneResult:
         best_score: that trial's final metric value (None if no trial reported a finite value).
         best_checkpoint: the best trial's latest ``ray.tune.Checkpoint`` (PyTorch trials), else
             None.
-        trials: one row per trial (see ``hpt_ray.results``): config columns, final and best
+        trials: one row per trial (see ``hpt_ray.table``): config columns, final and best
             metric, status, iterations run, wall time, error.
         path: the experiment directory, holding ``results.parquet`` and Ray's own files.
         metric, mode: the objective the run optimized.
@@ -74,7 +74,11 @@ class TuneResult:
         return self._build_model(self)
 
     def report(self, path: str | os.PathLike[str] | None = None) -> Path:
-        """Write this experiment's one-file HTML report (see ``hpt_ray.html_report``); its path."""
+        """Write this experiment's one-file HTML report (see ``hpt_ray.html_report``); its path.
+
+        Args:
+            path: the HTML file (default: ``report.html`` in the experiment directory).
+        """
         from hpt_ray.html_report import report_html
 
         return report_html(self.path, path)
@@ -148,10 +152,12 @@ def tune_model(
             function: at its first report), naming the keys it does report.
         searcher: a name from ``searchers.available()`` or a Ray ``Searcher`` instance.
         searcher_options: keyword options for ``searchers.make_searcher``.
-        scheduler: "asha" (default), "hyperband", "median" or "fifo"; ``scheduler_options`` go
-            to it (``grace_period``, ``reduction_factor``, ...). Fidelity is one report: an epoch
-            or a stage. Under "fifo" scikit-learn estimators are fit once (no stages), so they
-            score as GridSearchCV does.
+        scheduler: "asha" (default), "hyperband", "median" or "fifo". Fidelity is one report:
+            an epoch or a stage. Under "fifo" scikit-learn estimators are fit once (no stages),
+            so they score as GridSearchCV does.
+        scheduler_options: keyword options for the scheduler (``grace_period``,
+            ``reduction_factor``, ... see ``hpt_ray.make_scheduler``); an unknown one is refused
+            with the closest accepted name.
         num_samples: number of trials (ignored by the grid searcher, which runs its whole grid).
         max_concurrent: at most this many trials at once (default: as many as resources allow).
         resources_per_trial: e.g. ``{"cpu": 1, "gpu": 0.5}`` (default ``{"cpu": 1}``).
@@ -174,10 +180,12 @@ def tune_model(
         resume: continue the run in ``<storage_path>/<name>`` (see `run_experiment`).
         retry_errored: with ``resume``, run errored trials again.
         max_failures, fail_fast: retry a failing trial that many times; or stop at the first.
+        ray_address: connect to this Ray cluster instead of starting (or reusing) a local one.
 
     Raises:
+        InvalidParameterError: a bad argument (a ValueError and a TypeError), before Ray starts;
+            the message names it, what it got and the fix.
         ExperimentInterrupted: on Ctrl-C, once everything finished is on disk.
-        ray_address: connect to this Ray cluster instead of starting (or reusing) a local one.
     """
     # The flat keywords in three groups, each validated in one place (hpt_ray.settings).
     search = SearchSettings(
@@ -250,9 +258,12 @@ def tune_model(
 
 
 def load_model(checkpoint: Any) -> Any:
-    """A PyTorch trial's checkpoint (a ``ray.tune.Checkpoint`` or its directory) as a module
-    ready to predict on raw features: the run's standardization inside, in eval mode, on the
-    CPU (``trainables.torch_trainable.load_model``)."""
+    """A PyTorch trial's checkpoint as a module ready to predict on raw features: the run's
+    standardization inside, in eval mode, on the CPU (``trainables.torch_trainable.load_model``).
+
+    Args:
+        checkpoint: a ``ray.tune.Checkpoint`` (``result.best_checkpoint``) or its directory.
+    """
     from trainables.torch_trainable import load_model as load_torch_model
 
     return load_torch_model(checkpoint)

@@ -40,7 +40,7 @@ from ray.tune.search.sample import Categorical, Domain
 
 import searchers
 from searchers.tune_domains import from_ray, has_grid
-from searchers.validation import InvalidParameterError, did_you_mean, refused_input
+from searchers.validation import InvalidParameterError, did_you_mean
 
 
 def to_tune_space(space: Mapping[str, Any], *, grid: bool = False) -> dict[str, Any]:
@@ -131,9 +131,8 @@ def validate_space(
             f"searcher='grid'), but searcher {searcher!r} cannot enumerate grids; use "
             "searcher='grid', or tune.choice([...]) to let the searcher pick among the values"
         )
-    # searchers.space raises ValueError for a domain it refuses (bounds, steps): the user's.
-    with refused_input():
-        from_ray(space, allow_grid=bool(grid_names))
+    # searchers.space raises InvalidParameterError for a domain it refuses (bounds, steps).
+    from_ray(space, allow_grid=bool(grid_names))
     if estimator is not None:
         _check_estimator_params(space, estimator)
 

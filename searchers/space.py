@@ -43,6 +43,8 @@ from typing import Any, ClassVar, TypeAlias
 
 import numpy as np
 
+from searchers.validation import InvalidParameterError
+
 Path: TypeAlias = tuple[Any, ...]
 Code: TypeAlias = float | int
 Encoded: TypeAlias = Code | None  # None: an inactive parameter of a conditional space
@@ -108,8 +110,8 @@ class _ParamBase:
         """Number of distinct values, or None for a continuous parameter."""
         raise NotImplementedError
 
-    def _error(self, message: str) -> ValueError:
-        return ValueError(f"parameter {self.name!r}: {message}")
+    def _error(self, message: str) -> InvalidParameterError:
+        return InvalidParameterError(f"parameter {self.name!r}: {message}")
 
 
 @dataclass(frozen=True)
@@ -401,22 +403,28 @@ class SearchSpace:
         seen: set[Path] = set()
         for path in leaves:
             if not isinstance(path, tuple) or len(path) == 0:
-                raise ValueError(f"parameter path {path!r} must be a non-empty tuple of keys")
+                raise InvalidParameterError(
+                    f"parameter path {path!r} must be a non-empty tuple of keys"
+                )
             if path in seen:
-                raise ValueError(f"parameter {path_name(path)!r} is defined twice")
+                raise InvalidParameterError(f"parameter {path_name(path)!r} is defined twice")
             seen.add(path)
         for path in leaves:
             for i in range(1, len(path)):
                 if path[:i] in seen and not isinstance(path[i], Branch):
-                    raise ValueError(
+                    raise InvalidParameterError(
                         f"parameter {path_name(path[:i])!r} is both a value and a nested dict"
                     )
         names = [p.name for p in params]
         if len(set(names)) != len(names):
-            raise ValueError(f"two parameters share a name after joining paths with '/': {names}")
+            raise InvalidParameterError(
+                f"two parameters share a name after joining paths with '/': {names}"
+            )
         if self.order:
             if sorted(map(repr, self.order)) != sorted(map(repr, leaves)):
-                raise ValueError("order must list every parameter and constant path exactly once")
+                raise InvalidParameterError(
+                    "order must list every parameter and constant path exactly once"
+                )
         else:
             object.__setattr__(self, "order", tuple(leaves))
         dim_of = {p.path: d for d, p in enumerate(params)}

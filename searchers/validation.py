@@ -261,10 +261,11 @@ def check_keys(
 
 @contextlib.contextmanager
 def refused_input() -> Iterator[None]:
-    """Turn the ValueError/TypeError of a call that only checks user input (a data loader
-    written before this module) into `InvalidParameterError`, keeping its message.
+    """Turn the ValueError/TypeError of a third-party call that only checks user input
+    (scikit-learn's ``check_cv``) into `InvalidParameterError`, keeping its message.
 
-    Only around such calls: elsewhere a ValueError is a bug and must keep its traceback.
+    Only around such calls: our own checks raise `InvalidParameterError` themselves, and
+    elsewhere a ValueError is a bug and must keep its traceback.
     """
     try:
         yield

@@ -32,32 +32,7 @@ import searchers
 import trainables
 
 # To document: each is "<public name>:<parameter>". Remove an entry when its docstring gains it.
-KNOWN_UNDOCUMENTED = {
-    # Attributes named in running text, no Args section.
-    "hpt_ray.ExperimentInterrupted:message",
-    "hpt_ray.ExperimentInterrupted:path",
-    "hpt_ray.ExperimentInterrupted:frame",
-    "hpt_ray.TuneResult.report:path",
-    "hpt_ray.load_model:checkpoint",
-    # Mentioned inside the `scheduler` entry, not an entry of its own.
-    "hpt_ray.tune_model:scheduler_options",
-    # Its entry sits under "Raises:" (after ExperimentInterrupted), not under "Args:".
-    "hpt_ray.tune_model:ray_address",
-    "searchers.make_searcher:name",
-    "searchers.make_searcher:seed",
-    "searchers.register:name",
-    "searchers.register:factory",
-    "searchers.register:grid",
-    "searchers.supports_grid:name",
-    "trainables.TorchPredictor.forward:X",
-    "trainables.TorchPredictor.predict:X",
-    "trainables.TorchPredictor.predict_proba:X",
-    "trainables.TorchPredictor.standardize:X",
-    "trainables.mlp:config",
-    "trainables.n_stages:estimator",
-    "trainables.n_stages:max_stages",
-    "trainables.n_stages:staged",
-}
+KNOWN_UNDOCUMENTED: set[str] = set()
 
 PARAMETER_SECTIONS = ("Args", "Arguments", "Parameters")
 # Any Google-style section header ends the one before it.

@@ -31,6 +31,8 @@ from torch import nn
 from torch.utils.data import Dataset as TorchDataset
 from torch.utils.data import TensorDataset
 
+from searchers.validation import InvalidParameterError
+
 
 class SmallCNN(nn.Module):
     """Conv blocks, global average pooling and a linear head.
@@ -94,7 +96,7 @@ def cnn(config: dict[str, Any]) -> SmallCNN:
     n_blocks = int(config.get("n_blocks", 2))
     dropout = float(config.get("dropout", 0.0))
     if channels < 1 or n_blocks < 1 or not 0.0 <= dropout < 1.0:
-        raise ValueError(
+        raise InvalidParameterError(
             "cnn: config['channels'] and config['n_blocks'] must be >= 1 and config['dropout'] "
             f"in [0, 1); got {channels}, {n_blocks}, {dropout}."
         )
@@ -105,14 +107,14 @@ def cnn(config: dict[str, Any]) -> SmallCNN:
         c = int(config.get("in_channels", 1))
         side = math.isqrt(shape[0] // c) if c >= 1 else 0
         if c < 1 or c * side * side != shape[0]:
-            raise ValueError(
+            raise InvalidParameterError(
                 f"cnn: flat inputs of {shape[0]} values are not {c} channel(s) of a square "
                 "image; pass images (C, H, W) or set config['in_channels']."
             )
         in_shape = (c, side, side)
         flat = True
     else:
-        raise ValueError(
+        raise InvalidParameterError(
             f"cnn: config['_input_shape'] must be (C, H, W) or (C*H*W,); got {shape or None}."
         )
     return SmallCNN(
@@ -183,5 +185,5 @@ def digits_image_factory(config: dict[str, Any]) -> tuple[TorchDataset, TorchDat
     train, val = digits_images(seed=0)
     noise = float(config.get("noise", 0.0))
     if not (math.isfinite(noise) and noise >= 0):
-        raise ValueError(f"config['noise'] must be a number >= 0; got {noise!r}.")
+        raise InvalidParameterError(f"config['noise'] must be a number >= 0; got {noise!r}.")
     return NoisyImages(train, noise), val

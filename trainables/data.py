@@ -31,6 +31,8 @@ import numpy as np
 from sklearn import datasets as _sk_datasets
 from sklearn.model_selection import train_test_split
 
+from searchers.validation import InvalidParameterError
+
 Task = Literal["classification", "regression"]
 TASKS: tuple[str, ...] = ("classification", "regression")
 
@@ -116,10 +118,12 @@ def load_data(
             too small to stratify; the message names the problem and the fix.
     """
     if task is not None and task not in TASKS:
-        raise ValueError(f"task must be one of {list(TASKS)} or None to infer it; got {task!r}.")
+        raise InvalidParameterError(
+            f"task must be one of {list(TASKS)} or None to infer it; got {task!r}."
+        )
     if isinstance(data, Dataset):
         if task is not None and task != data.task:
-            raise ValueError(
+            raise InvalidParameterError(
                 f"task={task!r} disagrees with the given Dataset's task {data.task!r}; "
                 "rebuild it with load_data((dataset.X, dataset.y), task=...)."
             )
@@ -140,7 +144,7 @@ def load_data(
             name="arrays",
             feature_names=_column_names(first),
         )
-    raise TypeError(
+    raise InvalidParameterError(
         f"data must be a dataset name (one of {dataset_names()}), an (X, y) pair or "
         f"((X_train, y_train), (X_val, y_val)); got {type(data).__name__}."
     )
@@ -179,7 +183,7 @@ def check_finite(dataset: Dataset, *, allow_nan: bool = False) -> None:
     >>> check_finite(load_data(((X[:4], np.arange(4.0)), (X[4:], np.arange(2.0)))))
     Traceback (most recent call last):
     ...
-    ValueError: X has values the model cannot take: in the training split, column 3 (1 NaN). ...
+    searchers.validation.InvalidParameterError: X has values ... column 3 (1 NaN). ...
     """
     if dataset.X_train is dataset.X_val and dataset.y_train is dataset.y_val:
         splits = [("the data", dataset.X_train, dataset.y_train)]
@@ -223,7 +227,7 @@ def check_finite(dataset: Dataset, *, allow_nan: bool = False) -> None:
             "missing target can be neither trained on nor scored."
         )
     if messages:
-        raise ValueError(" Also, ".join(messages))
+        raise InvalidParameterError(" Also, ".join(messages))
 
 
 # ----------------------------------------------------------------------------------- helpers
@@ -236,7 +240,7 @@ def _load_bundled(
     name: str, *, validation_fraction: float, seed: int, task: str | None
 ) -> Dataset:
     if name not in _BUNDLED:
-        raise ValueError(
+        raise InvalidParameterError(
             f"unknown dataset name {name!r}; bundled names are {dataset_names()}. "
             "Pass your own data as (X, y) or ((X_train, y_train), (X_val, y_val))."
         )
@@ -263,14 +267,14 @@ def _from_arrays(
     feature_names: tuple[str, ...] | None = None,
 ) -> Dataset:
     if not (isinstance(validation_fraction, float | int) and 0.0 < validation_fraction < 1.0):
-        raise ValueError(
+        raise InvalidParameterError(
             f"validation_fraction must be a number in (0, 1); got {validation_fraction!r}."
         )
     resolved = _resolve_task(y, task)
     n = X.shape[0]
     n_val = int(np.ceil(validation_fraction * n))
     if n < 2 or n_val >= n:
-        raise ValueError(
+        raise InvalidParameterError(
             f"cannot hold out {validation_fraction:.0%} of {n} rows and keep rows for training; "
             "pass more data, a smaller validation_fraction, or an explicit split."
         )
@@ -278,19 +282,19 @@ def _from_arrays(
     if resolved == "classification":
         classes, counts = np.unique(y, return_counts=True)
         if classes.size < 2:
-            raise ValueError(
+            raise InvalidParameterError(
                 "classification needs at least 2 distinct labels in y; "
                 f"got only {classes.tolist()}."
             )
         rare = classes[counts < 2]
         if rare.size:
-            raise ValueError(
+            raise InvalidParameterError(
                 f"classes {rare.tolist()} have a single sample, so the hold-out split cannot be "
                 "stratified; drop them, add samples, or pass an explicit split "
                 "((X_train, y_train), (X_val, y_val))."
             )
         if n_val < classes.size or n - n_val < classes.size:
-            raise ValueError(
+            raise InvalidParameterError(
                 f"a stratified hold-out of {n_val} of {n} rows cannot hold all {classes.size} "
                 "classes on both sides; change validation_fraction or pass an explicit split."
             )
@@ -307,7 +311,7 @@ def _from_split(train: Any, val: Any, *, task: str | None) -> Dataset:
     X_train, y_train = _as_arrays(*train, where="the training split")
     X_val, y_val = _as_arrays(*val, where="the validation split")
     if X_train.shape[1] != X_val.shape[1]:
-        raise ValueError(
+        raise InvalidParameterError(
             f"X_train has {X_train.shape[1]} features but X_val has {X_val.shape[1]}; "
             "both splits need the same columns."
         )
@@ -321,7 +325,7 @@ def _from_split(train: Any, val: Any, *, task: str | None) -> Dataset:
     y = np.concatenate([y_train, y_val])  # (n_train + n_val,)
     resolved = _resolve_task(y, task)
     if resolved == "classification" and np.unique(y_train).size < 2:
-        raise ValueError("classification needs at least 2 distinct labels in y_train.")
+        raise InvalidParameterError("classification needs at least 2 distinct labels in y_train.")
     return _make(
         X,
         y,
@@ -368,7 +372,7 @@ def _resolve_task(y: np.ndarray, task: str | None) -> Task:
     if task is None:
         return infer_task(y)
     if task == "regression" and y.dtype.kind not in "iufb":
-        raise ValueError(
+        raise InvalidParameterError(
             f"task='regression' needs numeric targets; y has dtype {y.dtype}. "
             "Use task='classification' or convert y to numbers."
         )
@@ -390,23 +394,23 @@ def _as_arrays(X: Any, y: Any, *, where: str) -> tuple[Any, np.ndarray]:
         X = np.asarray(X)
     y = np.asarray(y)
     if X.ndim != 2:
-        raise ValueError(
+        raise InvalidParameterError(
             f"X in {where} must be 2-D (n_samples, n_features); got shape {X.shape}. "
             "Reshape a single feature with X.reshape(-1, 1)."
         )
     if y.ndim == 2 and y.shape[1] == 1:
         y = y.ravel()  # a single target column is the common (n, 1) mistake; accept it
     if y.ndim != 1:
-        raise ValueError(
+        raise InvalidParameterError(
             f"y in {where} must be 1-D (n_samples,); got shape {y.shape}. "
             "Multi-output targets are not supported."
         )
     if X.shape[0] == 0 or X.shape[1] == 0:
-        raise ValueError(
+        raise InvalidParameterError(
             f"X in {where} is empty (shape {X.shape}); pass at least one row and one column."
         )
     if X.shape[0] != y.shape[0]:
-        raise ValueError(
+        raise InvalidParameterError(
             f"X and y in {where} have different lengths ({X.shape[0]} rows vs {y.shape[0]} "
             "labels); pass one label per row."
         )

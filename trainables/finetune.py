@@ -31,6 +31,7 @@ from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 from torch.utils.data import TensorDataset
 
+from searchers.validation import InvalidParameterError
 from trainables.cnn import SmallCNN, cnn
 
 BACKBONE_PATH = Path(__file__).resolve().parent / "weights" / "digits04_cnn.pt"
@@ -62,7 +63,7 @@ def load_backbone(path: str | Path = BACKBONE_PATH) -> SmallCNN:
     """
     saved = torch.load(path, map_location="cpu", weights_only=True)
     if not (isinstance(saved, dict) and {"state_dict", "head", "config"} <= set(saved)):
-        raise ValueError(
+        raise InvalidParameterError(
             f"load_backbone: {str(path)!r} is not a backbone file of scripts/train_backbone.py "
             "(a dict with 'state_dict', 'head' and 'config'); run that script to write one."
         )
@@ -88,7 +89,9 @@ def few_label_digits(
             ``test_fraction`` outside (0, 1).
     """
     if not 0.0 < test_fraction < 1.0:
-        raise ValueError(f"few_label_digits: test_fraction must be in (0, 1); got {test_fraction}")
+        raise InvalidParameterError(
+            f"few_label_digits: test_fraction must be in (0, 1); got {test_fraction}"
+        )
     X, y = load_digits(return_X_y=True)
     keep = np.isin(y, TARGET_LABELS)
     images = (X[keep] / 16.0).astype(np.float32).reshape(-1, 1, 8, 8)  # (n, 1, 8, 8)
@@ -98,7 +101,7 @@ def few_label_digits(
     )
     smallest = int(np.bincount(y_rest).min())
     if not 1 <= per_class < smallest:
-        raise ValueError(
+        raise InvalidParameterError(
             f"few_label_digits: per_class must be in [1, {smallest - 1}] (the smallest class "
             f"has {smallest} images outside the test split); got {per_class}."
         )

@@ -352,7 +352,7 @@ def run_sklearn_trial(
         check_sklearn_data(estimator, data)
     fit_params, score_params = dict(fit_params or {}), dict(score_params or {})
     if options.cv is None and (fit_params or score_params):
-        raise ValueError(
+        raise InvalidParameterError(
             f"fit parameters {sorted(fit_params) + sorted(score_params)} need explicit "
             "cross-validation splits to be split by (cv=int, a splitter or a list of splits); "
             "cv=None scores a hold-out split whose row indices are not known here."
@@ -532,7 +532,7 @@ def _as_number(value: Any, scorer: Any) -> float:
         with contextlib.suppress(ValueError):  # .item() of a larger array: fails the check below
             value = value.item()  # numpy scalars and 0-d arrays
     if not isinstance(value, numbers.Number):
-        raise ValueError(
+        raise InvalidParameterError(
             f"scoring must return a number, got {value!r} ({type(value).__name__}) instead "
             f"(scorer={scorer})."
         )
@@ -684,14 +684,14 @@ def _iter_folds(
     for i, (train, test) in enumerate(splits):
         for part, idx in (("train", train), ("test", test)):
             if idx.size == 0:
-                raise ValueError(f"cv split {i} has an empty {part} set.")
+                raise InvalidParameterError(f"cv split {i} has an empty {part} set.")
             if idx.dtype.kind == "b":
                 if idx.shape != (n,):
-                    raise ValueError(
+                    raise InvalidParameterError(
                         f"cv split {i}: a boolean {part} mask needs {n} entries; got {idx.shape}."
                     )
             elif idx.dtype.kind not in "iu" or idx.min() < 0 or idx.max() >= n:
-                raise ValueError(
+                raise InvalidParameterError(
                     f"cv split {i}: {part} indices must be integers in [0, {n}) (the rows of "
                     f"Dataset.X); got {idx[:5]!r}... of dtype {idx.dtype}."
                 )

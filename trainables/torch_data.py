@@ -41,6 +41,7 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 from torch.utils.data import Dataset as TorchDataset
 
+from searchers.validation import InvalidParameterError
 from trainables.data import Dataset
 from trainables.torch_options import TrainerOptions
 
@@ -102,22 +103,22 @@ def inspect_datasets(
     """
     for split, ds in (("training", train), ("validation", val)):
         if not isinstance(ds, TorchDataset):
-            raise TypeError(
+            raise InvalidParameterError(
                 f"{where}: the {split} dataset must be a torch.utils.data.Dataset; got "
                 f"{type(ds).__name__}."
             )
         try:
             n = len(ds)  # type: ignore[arg-type]
         except TypeError as err:
-            raise TypeError(
+            raise InvalidParameterError(
                 f"{where}: the {split} dataset has no len(); map-style Datasets only (an "
                 "IterableDataset cannot be shuffled per epoch)."
             ) from err
         if n == 0:
-            raise ValueError(f"{where}: the {split} dataset is empty.")
+            raise InvalidParameterError(f"{where}: the {split} dataset is empty.")
         item = ds[0]
         if not (isinstance(item, (tuple, list)) and len(item) == 2):
-            raise ValueError(
+            raise InvalidParameterError(
                 f"{where}: an item of the {split} dataset must be a pair (x, y); item 0 is a "
                 f"{type(item).__name__}"
                 + (f" of {len(item)}." if isinstance(item, (tuple, list)) else ".")
@@ -133,24 +134,24 @@ def inspect_datasets(
         return task, None
     for split, labels in (("training", y_train), ("validation", y_val)):
         if labels.dtype.kind not in "iub" and not np.all(np.mod(labels, 1) == 0):
-            raise ValueError(
+            raise InvalidParameterError(
                 f"{where}: classification needs integer labels (class indices) in the {split} "
                 "dataset; set trainer_options={'task': 'regression'} for float targets."
             )
         if labels.size and labels.min() < 0:
-            raise ValueError(
+            raise InvalidParameterError(
                 f"{where}: the {split} dataset has negative labels; classification labels are "
                 "class indices 0 .. n_classes - 1."
             )
     seen = int(max(y_train.max(initial=0), y_val.max(initial=0))) + 1
     n_classes = options.n_classes or seen
     if seen > n_classes:
-        raise ValueError(
+        raise InvalidParameterError(
             f"{where}: label {seen - 1} is out of range for trainer_options['n_classes']="
             f"{n_classes} (labels are class indices 0 .. n_classes - 1)."
         )
     if n_classes < 2:
-        raise ValueError(
+        raise InvalidParameterError(
             f"{where}: classification needs at least 2 classes; the labels are all 0."
         )
     return task, n_classes
@@ -194,7 +195,7 @@ class ArrayBatches:
             X_train = np.asarray(data.X_train, dtype=np.float32)  # (n_train, n_features)
             X_val = np.asarray(data.X_val, dtype=np.float32)  # (n_val, n_features)
         except (TypeError, ValueError) as err:
-            raise ValueError(
+            raise InvalidParameterError(
                 "the PyTorch trainable needs numeric features; converting X to float32 failed "
                 f"({err}). Encode categorical columns first."
             ) from err
@@ -362,7 +363,7 @@ def as_model_input(x: Any) -> torch.Tensor:
 def check_dataset_factory_result(result: Any) -> tuple[TorchDataset, TorchDataset]:
     """The factory's ``(train_ds, val_ds)``, or an error naming what it returned."""
     if not is_dataset_pair(result):
-        raise TypeError(
+        raise InvalidParameterError(
             "the dataset factory (data=) must return (train_ds, val_ds), two "
             f"torch.utils.data.Dataset objects; it returned {type(result).__name__}."
         )

@@ -282,7 +282,7 @@ def compute_metric(
     try:
         return float(value)
     except (TypeError, ValueError) as err:
-        raise TypeError(
+        raise InvalidParameterError(
             f"trainer_options['metrics'][{name!r}] returned {value!r}; a metric function must "
             "return a number."
         ) from err

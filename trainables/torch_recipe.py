@@ -240,7 +240,7 @@ def make_optimizer(layers: Layers, recipe: Recipe) -> torch.optim.Optimizer:
             base = recipe.lr * recipe.layer_decay ** (n_body - depth)
         groups.append({"params": params, "lr": base, "base_lr": base, "depth": depth})
     if not groups:
-        raise ValueError("the model from model_factory has no trainable parameters.")
+        raise InvalidParameterError("the model from model_factory has no trainable parameters.")
     return cls(groups, lr=recipe.lr, **kwargs)  # type: ignore[call-arg]
 
 
@@ -288,7 +288,7 @@ def load_initial_weights(
     parameters = {name for name, _ in model.named_parameters()}
     # Buffers alone (batch norm's num_batches_tracked is a scalar in every width) are no match.
     if not parameters & set(matched):
-        raise ValueError(
+        raise InvalidParameterError(
             f"trainer_options['init_checkpoint'] {label}: no tensor matches the model by name and "
             f"shape (checkpoint: {', '.join(list(state)[:5])}...; model: "
             f"{', '.join(list(own)[:5])}...). Build the same architecture as the checkpoint's "

@@ -371,7 +371,7 @@ def plan_torch(
     else:
         if isinstance(data, (tuple, list)) and any(isinstance(p, TorchDataset) for p in data):
             kinds = ", ".join(type(p).__name__ for p in data)
-            raise TypeError(
+            raise InvalidParameterError(
                 "data: give Datasets as a pair (train_ds, val_ds) of torch.utils.data.Dataset "
                 f"objects; got ({kinds})."
             )
@@ -524,7 +524,7 @@ class TorchPredictor(nn.Module):
             tensor = torch.as_tensor(np.asarray(X, dtype=np.float32), device=device)
         if tuple(tensor.shape[1:]) != self.input_shape or tensor.ndim < 2:
             shape = ", ".join(str(s) for s in self.input_shape)
-            raise ValueError(
+            raise InvalidParameterError(
                 f"X must have shape (n_samples, {shape}) (the inputs the model was trained on); "
                 f"got {tuple(tensor.shape)}."
             )
@@ -603,9 +603,11 @@ def load_model(checkpoint: tune.Checkpoint | str | os.PathLike[str]) -> TorchPre
     if isinstance(checkpoint, (str, os.PathLike)):
         directory = os.fspath(checkpoint)
         if not os.path.isdir(directory):
-            raise ValueError(f"checkpoint {directory!r} is not a directory (or does not exist).")
+            raise InvalidParameterError(
+                f"checkpoint {directory!r} is not a directory (or does not exist)."
+            )
         return _load_predictor(directory, label=directory)
-    raise TypeError(
+    raise InvalidParameterError(
         "checkpoint must be a ray.tune.Checkpoint or the path of a checkpoint directory; "
         f"got {type(checkpoint).__name__}."
     )
@@ -634,7 +636,7 @@ def run_torch_trial(
         if run.arrays is not None:
             _check_data(run.arrays, task)
         elif run.task != task:
-            raise ValueError(
+            raise InvalidParameterError(
                 f"the trainable was made for task={task!r} but the data is {run.task!r}."
             )
     else:
@@ -662,12 +664,12 @@ def run_torch_trial(
 
 def _check_data(data: Dataset, task: str) -> None:
     if not isinstance(data, Dataset):
-        raise TypeError(
+        raise InvalidParameterError(
             f"data must be a trainables.data.Dataset (build it with load_data) or plan_torch's "
             f"TorchPlan.data; got {type(data).__name__}."
         )
     if data.task != task:
-        raise ValueError(
+        raise InvalidParameterError(
             f"the trainable was made for task={task!r} but the Dataset {data.name!r} is "
             f"{data.task!r}; use make_torch_trainable(..., task={data.task!r}) or load_data(..., "
             f"task={task!r})."
@@ -768,20 +770,22 @@ def resolve_factory(model_factory: ModelFactory | str) -> ModelFactory:
     if isinstance(model_factory, str):
         module_name, sep, attr = model_factory.partition(":")
         if not sep or not module_name or not attr:
-            raise ValueError(
+            raise InvalidParameterError(
                 f"model_factory path must look like 'package.module:name'; got {model_factory!r}."
             )
         try:
             module = importlib.import_module(module_name)
         except ImportError as err:
-            raise ValueError(
+            raise InvalidParameterError(
                 f"cannot import module {module_name!r} of model_factory {model_factory!r}: {err}"
             ) from err
         if not hasattr(module, attr):
-            raise ValueError(f"module {module_name!r} has no attribute {attr!r} (model_factory).")
+            raise InvalidParameterError(
+                f"module {module_name!r} has no attribute {attr!r} (model_factory)."
+            )
         model_factory = getattr(module, attr)
     if not callable(model_factory):
-        raise TypeError(
+        raise InvalidParameterError(
             f"model_factory must be a callable config -> torch.nn.Module; got {model_factory!r}."
         )
     return model_factory  # type: ignore[return-value]
@@ -830,7 +834,7 @@ def _train(
     torch.manual_seed(settings.seed)
     model = factory(factory_config)
     if not isinstance(model, nn.Module):
-        raise TypeError(
+        raise InvalidParameterError(
             f"model_factory must return a torch.nn.Module; it returned {type(model).__name__}."
         )
     model = model.to(device)
@@ -935,7 +939,7 @@ def _class_weights(
     else:
         values = np.asarray(weights, dtype=np.float64)
         if values.size != n_classes:
-            raise ValueError(
+            raise InvalidParameterError(
                 f"trainer_options['class_weights'] has {values.size} weights but the data has "
                 f"{n_classes} classes; give one weight per class."
             )
@@ -986,7 +990,7 @@ def _check_output_shape(
         ok = shape in ((n,), (n, 1))
         expected = f"({n},) or ({n}, 1)"
     if not ok:
-        raise ValueError(
+        raise InvalidParameterError(
             f"the model from model_factory returned shape {shape} for a batch of {n} inputs of "
             f"shape {batches.input_shape}; expected {expected}. Size the last layer with "
             "config['_n_outputs'] and the first with config['_n_features'] (or "
@@ -1175,14 +1179,14 @@ def _factory_reference(factory: ModelFactory) -> dict[str, Any]:
 def _load_predictor(directory: str, *, label: str) -> TorchPredictor:
     state_path = os.path.join(directory, CHECKPOINT_FILE)
     if not os.path.exists(state_path):
-        raise ValueError(
+        raise InvalidParameterError(
             f"checkpoint {label} has no {CHECKPOINT_FILE}; it was not written by the PyTorch "
             "trainable (trainables.torch_trainable)."
         )
     state = torch.load(state_path, map_location="cpu", weights_only=True)
     version = state.get("version")
     if version != CHECKPOINT_VERSION or "preprocessing" not in state:
-        raise ValueError(
+        raise InvalidParameterError(
             f"checkpoint {label} has version {version!r}; load_model needs version "
             f"{CHECKPOINT_VERSION}, which stores the feature standardization next to the weights "
             "(a version 1 checkpoint holds the weights only, and they predict wrongly on raw "
@@ -1190,7 +1194,9 @@ def _load_predictor(directory: str, *, label: str) -> TorchPredictor:
         )
     spec_path = os.path.join(directory, MODEL_FILE)
     if not os.path.exists(spec_path):
-        raise ValueError(f"checkpoint {label} has no {MODEL_FILE} (the model factory and config).")
+        raise InvalidParameterError(
+            f"checkpoint {label} has no {MODEL_FILE} (the model factory and config)."
+        )
     with open(spec_path, "rb") as f:
         spec = pickle.load(f)  # plain types and bytes; the factory and config are nested pickles
     factory = _rebuild_factory(spec, label)
@@ -1199,7 +1205,7 @@ def _load_predictor(directory: str, *, label: str) -> TorchPredictor:
     with torch.random.fork_rng(devices=[]):  # building draws initial weights; leave the RNG be
         model = factory(config)
     if not isinstance(model, nn.Module):
-        raise TypeError(
+        raise InvalidParameterError(
             f"the model factory of checkpoint {label} returned {type(model).__name__}, "
             "not a torch.nn.Module."
         )
@@ -1231,7 +1237,7 @@ def _load_predictor(directory: str, *, label: str) -> TorchPredictor:
 
 def _rebuild_factory(spec: dict[str, Any], label: str) -> ModelFactory:
     if "unavailable" in spec:
-        raise ValueError(
+        raise InvalidParameterError(
             f"the model of checkpoint {label} cannot be rebuilt: {spec['unavailable']} when it "
             "was trained. Define the factory at the top level of an importable module and train "
             "again."
@@ -1241,7 +1247,7 @@ def _rebuild_factory(spec: dict[str, Any], label: str) -> ModelFactory:
         try:
             return resolve_factory(path)
         except ValueError as err:
-            raise ValueError(
+            raise InvalidParameterError(
                 f"the model factory {path!r} of checkpoint {label} cannot be imported in this "
                 f"process ({err}). Make its module importable here (install its package or add "
                 "its directory to PYTHONPATH)."
@@ -1253,7 +1259,7 @@ def _unpickle(payload: bytes, *, what: str, label: str) -> Any:
     try:
         return cloudpickle.loads(payload)
     except (ImportError, AttributeError, pickle.UnpicklingError) as err:
-        raise ValueError(
+        raise InvalidParameterError(
             f"{what} of checkpoint {label} cannot be unpickled in this process "
             f"({type(err).__name__}: {err}); it refers to code that is not importable here. "
             "Make that module importable (PYTHONPATH), or define the factory at the top level "
@@ -1274,13 +1280,13 @@ def _restore(
     with checkpoint.as_directory() as directory:
         path = os.path.join(directory, CHECKPOINT_FILE)
         if not os.path.exists(path):
-            raise ValueError(
+            raise InvalidParameterError(
                 f"checkpoint {checkpoint.path} has no {CHECKPOINT_FILE}; it was not written by "
                 "the PyTorch trainable."
             )
         state = torch.load(path, map_location=device, weights_only=True)
     if state.get("version") not in RESUMABLE_VERSIONS:
-        raise ValueError(
+        raise InvalidParameterError(
             f"checkpoint version {state.get('version')!r} is not one of {RESUMABLE_VERSIONS}; "
             "it was written by another version of trainables."
         )
