@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # The CPU build on this machine kind's local disk; GPU users: `make setup TORCH=torch` for their CUDA build.
 TORCH ?= torch==2.13.0
 
-.PHONY: setup demo test lint bench bench-setup clean
+.PHONY: setup demo test lint bench-setup clean
 
 setup: $(VENV)/.installed
 
@@ -16,11 +16,12 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev,bench]'
 	touch $@
 
-# The benchmark's anchors of issue #16 (scripts/anchors.py): `setup` installs torch, then the
-# bench extra (Ax/BoTorch, SMAC3); then HEBO 0.3.6 without its stale pins (numpy<1.25,
-# pymoo==0.6.0: pip backtracks for 20+ minutes; its default GP model runs on numpy 2 and the pymoo
-# botorch brings) plus the one module it imports that nothing else brings.
+# The benchmark's anchors of issue #16 (scripts/anchors.py): the anchors extra (Ax/BoTorch,
+# SMAC3), then HEBO 0.3.6 without its stale pins (numpy<1.25, pymoo==0.6.0: pip backtracks for
+# 20+ minutes; its default GP model runs on numpy 2 and the pymoo botorch brings) plus the one
+# module it imports that nothing else brings.
 bench-setup: setup
+	$(BIN)/pip install --quiet -e '.[dev,bench,anchors]'
 	$(BIN)/pip install --quiet --no-deps "HEBO==0.3.6"
 	$(BIN)/pip install --quiet "disjoint-set>=0.8" "pymoo>=0.6.1"
 	$(BIN)/python -c "import ax, botorch, smac, hebo.optimizers.hebo; print('anchors ready')"
