@@ -191,12 +191,17 @@ SVC_RUN = {"data": "iris", "num_samples": 1, "name": "exp"}
         ({"resources_per_trial": {"gpu": True}}, r"resource 'gpu' must be a number, got True"),
     ],
 )
-def test_tune_model_refuses_bad_options_before_ray(tmp_path, kwargs, pattern):
-    import ray
+def test_tune_model_refuses_bad_options_before_ray(tmp_path, monkeypatch, kwargs, pattern):
+    import hpt_ray.run
 
+    # A tripwire where a run starts or joins Ray (whether or not this session's Ray is up):
+    # the refusal must come before it.
+    def ray_reached(*args, **kwargs):
+        raise AssertionError("the run reached Ray before refusing its options")
+
+    monkeypatch.setattr(hpt_ray.run, "ensure_ray", ray_reached)
     with pytest.raises(InvalidParameterError, match=pattern):
         tune_model(SVC(), {"C": [0.1, 1.0]}, storage_path=tmp_path, **{**SVC_RUN, **kwargs})
-    assert not ray.is_initialized()
     assert not (tmp_path / "exp").exists()
 
 
