@@ -24,8 +24,16 @@ Bad-result policy:
       - if no finite objective has been seen yet, the observation is dropped (our cores are not
         told; wrapped searchers are told the trial failed).
     Each kind of bad result is logged once per searcher. A completion for a trial id this searcher
-    did not suggest (or already completed) is ignored, with one warning. Intermediate results
-    (``on_trial_result``) are ignored by our cores (the wrapped searchers forward clean ones).
+    did not suggest (or already completed) is ignored, with one warning.
+
+Intermediate results and fidelity (issue #15):
+    A core that keeps observations at their fidelity (`FidelityAware`: gp-ei, pso, genetic with
+    their ``fidelity_attr`` option, ``training_iteration`` by default) is told every clean
+    intermediate result (``on_trial_result``: the fidelity ``result[fidelity_attr]`` and the
+    minimized metric, both finite; anything else is skipped silently and never moves the
+    policy's "worst") and the fidelity of the final one; a bad final result marks the trial bad
+    (`searchers.fidelity.FidelityBook`). A trial a scheduler stopped is an ordinary completion.
+    Other searchers ignore intermediate results here (the wrapped ones forward clean ones).
 """
 
 from __future__ import annotations
@@ -38,11 +46,12 @@ import os
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 from ray.tune.search import Searcher
 
+from searchers.fidelity import fidelity_of
 from searchers.files import atomic_write
 from searchers.space import Encoded, SearchSpace
 from searchers.tune_domains import from_ray
@@ -51,6 +60,7 @@ from searchers.validation import InstanceOf, Interval, Options, check
 __all__ = [
     "STATE_VERSION",
     "BaseSearcher",
+    "FidelityAware",
     "ResultPolicy",
     "atomic_write_json",
     "check_metric_mode",
@@ -93,6 +103,19 @@ class ResultPolicy:
         self._warn_once(reason, metric)
         return self.worst
 
+    def clean(self, result: Mapping[str, Any] | None, metric: str, mode: str) -> float | None:
+        """The minimized metric when it is a finite real number, else None; no side effect (an
+        intermediate result neither warns nor moves ``worst``: FIFO runs stay unchanged)."""
+        raw = _metric_value(result, metric)
+        if (
+            raw is _MISSING
+            or not isinstance(raw, numbers.Real)
+            or isinstance(raw, (bool, np.bool_))
+        ):
+            return None
+        value = float(raw)
+        return value * _sign(mode) if math.isfinite(value) else None
+
     def raw_worst(self, mode: str) -> float | None:
         """The worst finite objective in the metric's own sign (for wrapped searchers)."""
         return None if self.worst is None else self.worst * _sign(mode)
@@ -120,6 +143,21 @@ class ResultPolicy:
             "none is known). Further such trials are handled the same way without a warning.",
             what,
         )
+
+
+@runtime_checkable
+class FidelityAware(Protocol):
+    """A core that keeps each observation at its fidelity (`searchers.fidelity.FidelityBook`).
+
+    ``fidelity_attr`` None: it does not (intermediate results are not passed on).
+    """
+
+    @property
+    def fidelity_attr(self) -> str | None: ...
+
+    def report(self, u: np.ndarray, fidelity: float, value: float) -> None: ...
+
+    def report_bad(self, u: np.ndarray) -> None: ...
 
 
 class BaseSearcher(Searcher):
@@ -234,7 +272,16 @@ class BaseSearcher(Searcher):
         return space.decode(codes)
 
     def on_trial_result(self, trial_id: str, result: dict[str, Any]) -> None:
-        """Intermediate results are not used (the wrapped searchers forward them)."""
+        """A clean intermediate result goes to a `FidelityAware` core at its fidelity; O(1) per
+        call, and no model is fitted here (it is called every epoch of every trial)."""
+        sink = self._fidelity_sink()
+        codes = self._pending.get(trial_id)
+        if sink is None or codes is None:
+            return
+        fidelity = fidelity_of(result, str(sink.fidelity_attr))
+        value = self._policy.clean(result, str(self._metric), str(self._mode))
+        if fidelity is not None and value is not None:
+            sink.report(self._unit(codes), fidelity, value)
 
     def on_trial_complete(
         self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False
@@ -256,6 +303,9 @@ class BaseSearcher(Searcher):
             del self._pending_keys[key]
         self._n_completed += 1
         self._ready()
+        sink = self._fidelity_sink()
+        if sink is not None:
+            self._report_final(sink, codes, result, error)
         value = self._policy.objective(result, str(self._metric), str(self._mode), error=error)
         self._observe(trial_id, codes, value)
 
@@ -271,6 +321,11 @@ class BaseSearcher(Searcher):
         space = self._ready()
         codes = space.encode(parameters)
         metric = str(self._metric)
+        sink = self._fidelity_sink()
+        if sink is not None and (
+            error or self._policy.clean({metric: value}, metric, "min") is None
+        ):
+            sink.report_bad(self._unit(codes))
         objective = self._policy.objective({metric: value}, metric, str(self._mode), error=error)
         self._observe(None, codes, objective, pruned=pruned)
 
@@ -364,6 +419,39 @@ class BaseSearcher(Searcher):
         self._policy = ResultPolicy.from_state(state["policy"])
         self._warned_unknown = bool(state.get("warned_unknown", False))
         self._n_completed = int(state.get("n_completed", 0))
+
+    def _fidelity_sink(self) -> FidelityAware | None:
+        """The core told about fidelities, if this searcher has one that keeps them.
+
+        NOTE(issue #15): a core lives on `searchers.adapters.CoreSearcher` as ``_core``; the
+        base finds it there so that every core searcher gets the bookkeeping from this file.
+        """
+        core = getattr(self, "_core", None)
+        if isinstance(core, FidelityAware) and core.fidelity_attr is not None:
+            return core
+        return None
+
+    def _report_final(
+        self,
+        sink: FidelityAware,
+        codes: list[Encoded],
+        result: Mapping[str, Any] | None,
+        error: bool,
+    ) -> None:
+        """The final result at its fidelity, or the trial marked bad (error, bad metric)."""
+        u = self._unit(codes)
+        value = None if error else self._policy.clean(result, str(self._metric), str(self._mode))
+        if value is None:
+            sink.report_bad(u)
+            return
+        fidelity = fidelity_of(result, str(sink.fidelity_attr))
+        if fidelity is not None:
+            sink.report(u, fidelity, value)
+
+    def _unit(self, codes: list[Encoded]) -> np.ndarray:
+        """A trial's unit point, computed as the core adapter tells it (so the keys match)."""
+        space = self._ready_space()
+        return space.to_unit(space.decode(codes))  # (dim,)
 
     def _ready_space(self) -> SearchSpace:
         if self._space is None:

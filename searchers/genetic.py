@@ -14,9 +14,13 @@ trials in flight, each choice measured with ``scripts/bench_searchers.py``:
   that collapses is reset (re-diversification);
 - a share of children are mutations of the best member alone (local search around the incumbent),
   what makes a population method competitive with model-based search at 100 trials;
-- a child equal to a member or to a point in flight is rejected and mutated again.
+- a child equal to a member or to a point in flight is rejected and mutated again;
+- under ASHA or HyperBand (issue #15, `searchers.fidelity`): each member has a *level*, the
+  fidelity its trial reached; once the run is multi-fidelity, members are ranked at equal
+  fidelity (DEHB, Awad et al. 2021): a trial the scheduler stopped at a rung ranks below one that
+  went past it, equal levels compare values. With FIFO nothing changes.
 
-Notation (see `searchers.population`): pop_x: (n_pop, dim); pop_f: (n_pop,).
+Notation (see `searchers.population`): pop_x: (n_pop, dim); pop_f, pop_level: (n_pop,).
 """
 
 from __future__ import annotations
@@ -28,6 +32,14 @@ from typing import Any
 import numpy as np
 
 from searchers.core import rng_from_state, rng_state
+from searchers.fidelity import (
+    DEFAULT_FIDELITY_ATTR,
+    FULL_LEVEL,
+    FidelityBook,
+    better,
+    level_from_json,
+    level_to_json,
+)
 from searchers.population import (
     InFlight,
     QuasiRandom,
@@ -35,12 +47,13 @@ from searchers.population import (
     reflect,
 )
 from searchers.space import Lattice, SearchSpace
-from searchers.validation import Interval, InvalidParameterError, check_params
+from searchers.validation import InstanceOf, Interval, InvalidParameterError, check_params
 
 __all__ = ["GAOptions", "GeneticAlgorithm"]
 
 _VERSION = 1
-# A point in flight is tagged [kind, value of its better parent (None: no parent)].
+# A point in flight is tagged [kind, value of its better parent (None: no parent), that
+# parent's level (absent in states saved before issue #15: full)].
 _INIT, _CHILD = "init", "child"
 
 
@@ -63,6 +76,9 @@ class GAOptions:
         ``population_size`` asks, points come from the quasi-random design); None: half the
         population. Matters only with trials in flight: breeding from the first two results
         with 8 pending converged early on the benchmark.
+    fidelity_attr: the result key that measures a trial's fidelity (the scheduler's time
+        attribute); None: a stopped trial's last value counts as final (the behaviour before
+        issue #15). With FIFO both give the same suggestions.
     """
 
     population_size: int | None = None
@@ -76,6 +92,7 @@ class GAOptions:
     success_factor: float = 1.5
     p_category: float | None = None
     breed_after: int | None = None
+    fidelity_attr: str | None = DEFAULT_FIDELITY_ATTR
 
     def __post_init__(self) -> None:
         at_least_2, probability = Interval(int, 2, None), Interval(float, 0, 1)
@@ -93,6 +110,7 @@ class GAOptions:
                 "sigma": (positive,),
                 "sigma_min": (positive,),
                 "sigma_max": (positive,),
+                "fidelity_attr": (InstanceOf(str, "a result key (str)"), None),
             },
         )
         if not self.sigma_min <= self.sigma <= self.sigma_max:
@@ -120,11 +138,13 @@ class GeneticAlgorithm:
         self._qmc = QuasiRandom(dim, rng.random(dim))
         self._pop_x = np.zeros((0, dim))  # (n_pop, dim)
         self._pop_f = np.zeros(0)  # (n_pop,)
+        self._pop_level = np.zeros(0)  # (n_pop,)
         self._sigma = options.sigma
         self._n_initial_asked = 0
         self._n_told = 0
         self._resets = 0
         self._flight = InFlight(dim)
+        self._book = FidelityBook(keep_curves=False)
 
     # ---- SearchCore ------------------------------------------------------------------------
     def ask(self, pending: np.ndarray) -> np.ndarray | None:
@@ -137,25 +157,41 @@ class GeneticAlgorithm:
             self._flight.add(u, [_INIT, None])
             return u
         taken = np.concatenate([self._pop_x, pending.reshape(-1, self._lat.dim)])  # (n, dim)
-        child, parent_f = self._breed(1.0)
+        child, parent = self._breed(1.0)
         for attempt in range(1, 9):  # reject duplicates: mutate again with a growing step
             if not is_near_any(child, taken):
                 break
             child = self._mutate(child, 2.0**attempt)
-        self._flight.add(child, [_CHILD, parent_f])
+        self._flight.add(
+            child, [_CHILD, float(self._pop_f[parent]), level_to_json(self._pop_level[parent])]
+        )
         return child
 
     def tell(self, u: np.ndarray, value: float) -> None:
         u = np.asarray(u, dtype=np.float64)
         tag = self._flight.pop(u)
         self._n_told += 1
+        level = self._book.complete(u) if self._opt.fidelity_attr is not None else FULL_LEVEL
+        lex = self._book.multi_fidelity
         if tag is not None and tag[0] == _CHILD and tag[1] is not None:
-            self._adapt_sigma(value < float(tag[1]))
-        self._insert(u, value)
+            parent_level = level_from_json(tag[2]) if len(tag) > 2 else FULL_LEVEL
+            self._adapt_sigma(better(level, value, parent_level, float(tag[1]), lex))
+        self._insert(u, value, level)
 
     @property
     def finished(self) -> bool:
         return False
+
+    # ---- FidelityAware (searchers.base) ----------------------------------------------------
+    @property
+    def fidelity_attr(self) -> str | None:
+        return self._opt.fidelity_attr
+
+    def report(self, u: np.ndarray, fidelity: float, value: float) -> None:
+        self._book.report(u, fidelity, value)
+
+    def report_bad(self, u: np.ndarray) -> None:
+        self._book.report_bad(u)
 
     def state(self) -> dict[str, Any]:
         return {
@@ -171,6 +207,8 @@ class GeneticAlgorithm:
             "n_told": self._n_told,
             "resets": self._resets,
             "flight": self._flight.state(),
+            "pop_level": [level_to_json(v) for v in self._pop_level.tolist()],
+            "fidelity": self._book.state(),
         }
 
     @classmethod
@@ -188,6 +226,13 @@ class GeneticAlgorithm:
         core._n_told = int(state["n_told"])
         core._resets = int(state["resets"])
         core._flight = InFlight.from_state(dim, state["flight"])
+        levels = state.get("pop_level")  # absent in a state saved before issue #15: all full
+        core._pop_level = (
+            np.array([level_from_json(v) for v in levels], dtype=np.float64)
+            if levels is not None
+            else np.full(len(core._pop_f), FULL_LEVEL)
+        )
+        core._book = FidelityBook.from_state(state.get("fidelity"), keep_curves=False)
         return core
 
     # ---- read-only views (tests, diagnostics) ----------------------------------------------
@@ -209,27 +254,35 @@ class GeneticAlgorithm:
         return self._resets
 
     # ---- helpers ---------------------------------------------------------------------------
-    def _breed(self, scale: float) -> tuple[np.ndarray, float]:
-        """A child and the value of its better parent."""
+    def _breed(self, scale: float) -> tuple[np.ndarray, int]:
+        """A child and the index of its better parent."""
         rng, opt = self._rng, self._opt
         if rng.random() < opt.p_incumbent:
-            best = int(np.argmin(self._pop_f))
-            return self._mutate(self._pop_x[best], scale), float(self._pop_f[best])
+            best = self._rank_best(np.arange(len(self._pop_f)))
+            return self._mutate(self._pop_x[best], scale), best
         a = self._tournament()
         if rng.random() < opt.crossover_prob:
             b = self._tournament(exclude=a)
             child = self._crossover(self._pop_x[a], self._pop_x[b])
-            parent_f = float(min(self._pop_f[a], self._pop_f[b]))
+            parent = self._rank_best(np.array([a, b]))
         else:
-            child, parent_f = self._pop_x[a].copy(), float(self._pop_f[a])
-        return self._mutate(child, scale), parent_f
+            child, parent = self._pop_x[a].copy(), a
+        return self._mutate(child, scale), parent
 
     def _tournament(self, exclude: int = -1) -> int:
         n = len(self._pop_f)
         candidates = [i for i in range(n) if i != exclude]
         k = min(self._opt.tournament_size, len(candidates))
         picked = self._rng.choice(candidates, size=k, replace=False)  # (k,)
-        return int(picked[np.argmin(self._pop_f[picked])])
+        return self._rank_best(picked)
+
+    def _rank_best(self, members: np.ndarray) -> int:
+        """The best of ``members`` (indices; the first on ties): by value, or, once the run is
+        multi-fidelity, by level first."""
+        if not self._book.multi_fidelity:
+            return int(members[np.argmin(self._pop_f[members])])
+        order = np.lexsort((self._pop_f[members], -self._pop_level[members]))
+        return int(members[order[0]])
 
     def _crossover(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """SBX per numeric coordinate (each with probability 1/2), uniform per category."""
@@ -274,7 +327,7 @@ class GeneticAlgorithm:
             self._sigma = opt.sigma  # collapsed: re-diversify with the initial step
             self._resets += 1
 
-    def _insert(self, u: np.ndarray, value: float) -> None:
+    def _insert(self, u: np.ndarray, value: float, level: float) -> None:
         """Steady-state replacement: a new member while the population is not full, else the
         worst member is replaced when the newcomer beats it. A point already a member keeps
         its better value."""
@@ -283,14 +336,21 @@ class GeneticAlgorithm:
             if len(self._pop_f)
             else np.zeros(0, dtype=int)
         )
+        lex = self._book.multi_fidelity
         if len(same):
             i = int(same[0])
-            self._pop_f[i] = min(self._pop_f[i], value)
+            if better(level, value, self._pop_level[i], self._pop_f[i], lex):
+                self._pop_f[i], self._pop_level[i] = value, level
             return
         if len(self._pop_f) < self._size:
             self._pop_x = np.vstack([self._pop_x, u[None, :]])
             self._pop_f = np.append(self._pop_f, value)
+            self._pop_level = np.append(self._pop_level, level)
             return
-        worst = int(np.argmax(self._pop_f))
-        if value < self._pop_f[worst]:
+        if lex:
+            worst = int(np.lexsort((-self._pop_f, self._pop_level))[0])
+        else:
+            worst = int(np.argmax(self._pop_f))
+        if better(level, value, self._pop_level[worst], self._pop_f[worst], lex):
             self._pop_x[worst], self._pop_f[worst] = u, value
+            self._pop_level[worst] = level

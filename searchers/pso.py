@@ -17,9 +17,14 @@ because a textbook swarm spends its budget converging. What this one changes, ea
 - reflection at the bounds (no particle piles on a bound), integers and log domains through the
   normalized space, categories by a sticky-switch rule (keep the category, or switch to the
   global best's, the personal best's or a random one with fixed probabilities);
-- a restart of every particle but the best on stagnation.
+- a restart of every particle but the best on stagnation;
+- under ASHA or HyperBand (issue #15, `searchers.fidelity`): each completed trial has a *level*,
+  the fidelity it reached; once the run is multi-fidelity, bests are compared at equal fidelity
+  (DEHB, Awad et al. 2021): a trial the scheduler stopped at a rung loses to one that went past
+  it, and equal levels compare values. With FIFO nothing changes.
 
-Notation (see `searchers.population`): x, v, pbest: (n_particles, dim); gbest: (dim,).
+Notation (see `searchers.population`): x, v, pbest: (n_particles, dim); gbest: (dim,);
+pbest_level: (n_particles,) levels of the personal bests (`searchers.fidelity`).
 """
 
 from __future__ import annotations
@@ -31,6 +36,15 @@ from typing import Any
 import numpy as np
 
 from searchers.core import rng_from_state, rng_state
+from searchers.fidelity import (
+    BAD_LEVEL,
+    DEFAULT_FIDELITY_ATTR,
+    FULL_LEVEL,
+    FidelityBook,
+    better,
+    level_from_json,
+    level_to_json,
+)
 from searchers.population import (
     InFlight,
     QuasiRandom,
@@ -40,12 +54,13 @@ from searchers.population import (
     reflect,
 )
 from searchers.space import Lattice, SearchSpace
-from searchers.validation import Interval, InvalidParameterError, check_params
+from searchers.validation import InstanceOf, Interval, InvalidParameterError, check_params
 
 __all__ = ["PSOOptions", "ParticleSwarm"]
 
 _VERSION = 1
-# A point in flight is tagged [kind, particle (-1: none), best value when asked (or None)].
+# A point in flight is tagged [kind, particle (-1: none), best value when asked (or None),
+# level of that best (absent in states saved before issue #15: full)].
 _INIT, _MOVE, _LOCAL, _SCOUT = "init", "move", "local", "scout"
 
 
@@ -67,6 +82,9 @@ class PSOOptions:
         (else the particle keeps its category).
     stagnation: completions without improving the best that trigger a restart of all particles
         but the best one; None: ``max(24, 3 * n_particles)``.
+    fidelity_attr: the result key that measures a trial's fidelity (the scheduler's time
+        attribute); None: a stopped trial's last value counts as final (the behaviour before
+        issue #15). With FIFO both give the same suggestions.
     """
 
     n_particles: int | None = None
@@ -83,6 +101,7 @@ class PSOOptions:
     p_cognitive: float = 0.15
     p_random: float = 0.05
     stagnation: int | None = None
+    fidelity_attr: str | None = DEFAULT_FIDELITY_ATTR
 
     def __post_init__(self) -> None:
         at_least_2, positive_int = Interval(int, 2, None), Interval(int, 1, None)
@@ -110,6 +129,7 @@ class PSOOptions:
                 "p_social": (probability,),
                 "p_cognitive": (probability,),
                 "p_random": (probability,),
+                "fidelity_attr": (InstanceOf(str, "a result key (str)"), None),
             },
         )
         if not self.local_min_radius <= self.local_radius <= self.local_max_radius:
@@ -143,17 +163,20 @@ class ParticleSwarm:
         self._v = np.zeros((n, dim))  # (n, dim) velocities
         self._pbest = np.zeros((n, dim))  # (n, dim) personal bests (evaluated, snapped)
         self._pbest_f = np.full(n, math.inf)  # (n,)
+        self._pbest_level = np.full(n, BAD_LEVEL)  # (n,) unset bests lose to any trial
         self._started = np.zeros(n, dtype=bool)  # (n,) initial position emitted or seeded
         self._busy = np.zeros(n, dtype=bool)  # (n,) a trial of this particle is in flight
         self._idle: list[int] = []  # started, idle particles, longest idle first
         self._gbest = np.zeros(dim)  # (dim,)
         self._gbest_f = math.inf
+        self._gbest_level = BAD_LEVEL
         self._radius = options.local_radius
         self._local_run = 0  # > 0: consecutive local successes; < 0: consecutive failures
         self._since_improvement = 0
         self._n_told = 0
         self._restarts = 0
         self._flight = InFlight(dim)
+        self._book = FidelityBook(keep_curves=False)
 
     # ---- SearchCore ------------------------------------------------------------------------
     def ask(self, pending: np.ndarray) -> np.ndarray | None:
@@ -166,6 +189,8 @@ class ParticleSwarm:
             u = self._lat.snap(reflect(u + self._rng.normal(0.0, 0.05, u.shape)))
         if tag[1] >= 0:
             self._busy[int(tag[1])] = True
+        if tag[0] == _LOCAL:
+            tag.append(level_to_json(self._gbest_level))
         self._flight.add(u, tag)
         return u
 
@@ -173,19 +198,24 @@ class ParticleSwarm:
         u = np.asarray(u, dtype=np.float64)
         tag = self._flight.pop(u)
         self._n_told += 1
-        improved = value < self._gbest_f
+        level = self._book.complete(u) if self._opt.fidelity_attr is not None else FULL_LEVEL
+        lex = self._book.multi_fidelity
+        improved = better(level, value, self._gbest_level, self._gbest_f, lex)
         if tag is not None and tag[0] == _LOCAL:
-            self._adapt_radius(value < float(tag[2]))
+            tag_level = level_from_json(tag[3]) if len(tag) > 3 else FULL_LEVEL
+            self._adapt_radius(better(level, value, tag_level, float(tag[2]), lex))
         if tag is not None and tag[1] >= 0:
             i = int(tag[1])
             self._busy[i] = False
             self._idle.append(i)
-            if value < self._pbest_f[i]:
+            if better(level, value, self._pbest_level[i], self._pbest_f[i], lex):
                 self._pbest[i], self._pbest_f[i] = u, value
+                self._pbest_level[i] = level
         elif tag is None:
-            self._seed(u, value)
+            self._seed(u, value, level)
         if improved:
             self._gbest, self._gbest_f = u.copy(), float(value)
+            self._gbest_level = level
             self._since_improvement = 0
         else:
             self._since_improvement += 1
@@ -195,6 +225,17 @@ class ParticleSwarm:
     @property
     def finished(self) -> bool:
         return False
+
+    # ---- FidelityAware (searchers.base) ----------------------------------------------------
+    @property
+    def fidelity_attr(self) -> str | None:
+        return self._opt.fidelity_attr
+
+    def report(self, u: np.ndarray, fidelity: float, value: float) -> None:
+        self._book.report(u, fidelity, value)
+
+    def report_bad(self, u: np.ndarray) -> None:
+        self._book.report_bad(u)
 
     def state(self) -> dict[str, Any]:
         return {
@@ -218,6 +259,9 @@ class ParticleSwarm:
             "n_told": self._n_told,
             "restarts": self._restarts,
             "flight": self._flight.state(),
+            "pbest_level": [level_to_json(v) for v in self._pbest_level.tolist()],
+            "gbest_level": level_to_json(self._gbest_level),
+            "fidelity": self._book.state(),
         }
 
     @classmethod
@@ -243,6 +287,15 @@ class ParticleSwarm:
         core._n_told = int(state["n_told"])
         core._restarts = int(state["restarts"])
         core._flight = InFlight.from_state(dim, state["flight"])
+        if "pbest_level" in state:  # else a state saved before issue #15: every level full
+            core._pbest_level = np.array(
+                [level_from_json(v) for v in state["pbest_level"]], dtype=np.float64
+            ).reshape(n)
+            core._gbest_level = level_from_json(state["gbest_level"])
+        else:
+            core._pbest_level = np.where(np.isinf(core._pbest_f), BAD_LEVEL, FULL_LEVEL)
+            core._gbest_level = BAD_LEVEL if math.isinf(core._gbest_f) else FULL_LEVEL
+        core._book = FidelityBook.from_state(state.get("fidelity"), keep_curves=False)
         return core
 
     # ---- read-only views (tests, diagnostics) ----------------------------------------------
@@ -287,7 +340,7 @@ class ParticleSwarm:
         if not self._idle:
             return self._local_step(), [_LOCAL, -1, self._gbest_f]
         i = self._idle.pop(0)
-        if self._pbest_f[i] <= np.min(self._pbest_f) and self._pbest_f[i] <= self._gbest_f:
+        if self._holds_best(i):
             # The best particle explores around the best point instead of standing still there
             # (its velocity update would be ~0: x = p = g).
             u = self._local_step()
@@ -295,6 +348,28 @@ class ParticleSwarm:
             self._x[i] = u
             return u, [_LOCAL, i, self._gbest_f]
         return self._move(i), [_MOVE, i, None]
+
+    def _holds_best(self, i: int) -> bool:
+        """Particle ``i``'s best is the swarm's best (ties included)."""
+        if not self._book.multi_fidelity:
+            return bool(
+                self._pbest_f[i] <= np.min(self._pbest_f) and self._pbest_f[i] <= self._gbest_f
+            )
+        li, fi = self._pbest_level[i], self._pbest_f[i]
+        rivals = [*zip(self._pbest_level, self._pbest_f, strict=True)]
+        rivals.append((self._gbest_level, self._gbest_f))
+        return not any(better(lj, fj, li, fi, True) for lj, fj in rivals)
+
+    def _best_index(self) -> int:
+        """The particle with the best personal best (levels first once multi-fidelity)."""
+        if not self._book.multi_fidelity:
+            return int(np.argmin(self._pbest_f))
+        return int(np.lexsort((self._pbest_f, -self._pbest_level))[0])
+
+    def _worst_index(self) -> int:
+        if not self._book.multi_fidelity:
+            return int(np.argmax(self._pbest_f))
+        return int(np.lexsort((-self._pbest_f, self._pbest_level))[0])
 
     def _move(self, i: int) -> np.ndarray:
         opt, lat, rng = self._opt, self._lat, self._rng
@@ -358,7 +433,7 @@ class ParticleSwarm:
             if i not in self._idle and self._started[i]:
                 self._idle.insert(0, i)
 
-    def _seed(self, u: np.ndarray, value: float) -> None:
+    def _seed(self, u: np.ndarray, value: float, level: float) -> None:
         """A point evaluated elsewhere (points_to_evaluate, add_evaluated_point): it becomes a
         particle's start if one has not started, else only a candidate for the bests."""
         fresh = np.flatnonzero(~self._started & ~self._busy)
@@ -366,23 +441,30 @@ class ParticleSwarm:
             i = int(fresh[0])
             self._started[i] = True
             self._x[i], self._pbest[i], self._pbest_f[i] = u, u, value
+            self._pbest_level[i] = level
             self._v[i] = 0.5 * (self._rng.random(self._lat.dim) - u)
             self._idle.append(i)
             return
-        worst = int(np.argmax(self._pbest_f))
-        if value < self._pbest_f[worst] and not self._busy[worst]:
+        worst = self._worst_index()
+        lex = self._book.multi_fidelity
+        if (
+            better(level, value, self._pbest_level[worst], self._pbest_f[worst], lex)
+            and not self._busy[worst]
+        ):
             self._pbest[worst], self._pbest_f[worst] = u, value
+            self._pbest_level[worst] = level
 
     def _restart(self) -> None:
         """Re-diversify: every particle but the best starts again from a fresh quasi-random
         point with no memory; the best point and the swarm's counters are kept."""
-        best = int(np.argmin(self._pbest_f))
+        best = self._best_index()
         for i in range(self._n):
             if i == best:
                 continue
             self._started[i] = False
             self._busy[i] = False
             self._pbest_f[i] = math.inf
+            self._pbest_level[i] = BAD_LEVEL
         self._idle = [i for i in self._idle if i == best]
         # Points of restarted particles still in flight come back as scouts (best-only update).
         for k, tag in enumerate(self._flight.tags):

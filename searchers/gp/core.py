@@ -14,9 +14,20 @@ Lifecycle of ``ask(pending)``:
 Notation: dim: space dimensions; U: (n, dim) observed unit points; y: (n,) observed values
 (minimized); pending: (p, dim).
 
-The state is the observations, the RNG, the Sobol seed and position, and the fitter's last
-hyperparameters and schedule counters: a posterior is a deterministic function of those, so a
-restored core makes exactly the suggestions the uninterrupted one would have made.
+Multi-fidelity (issue #15; `searchers.fidelity`): the base reports every trial's intermediate
+results at their fidelity (``fidelity_attr``, ``training_iteration`` by default) into a
+`FidelityBook`. Once the book is multi-fidelity (a trial was stopped below the highest fidelity
+reached: ASHA or HyperBand at work; never with FIFO, whose runs stay bit for bit what they were),
+the model phase is BOHB's (Falkner et al. 2018): the GP is fitted on the highest fidelity at
+which at least ``fidelity_min_points`` trials reported, with every trial's value *at that
+fidelity*, finished or still running; trials running below it are pending (kriging believer),
+trials stopped below it are left out (``stopped_trials="exclude"``, measured against imputing
+them as the worst value: BENCHMARKS.md, "Multi-fidelity searchers under ASHA"), trials whose
+final result was bad are imputed with the worst value at that fidelity (the bad-result policy).
+
+The state is the observations, the fidelity book, the RNG, the Sobol seed and position, and the
+fitter's last hyperparameters and schedule counters: a posterior is a deterministic function of
+those, so a restored core makes exactly the suggestions the uninterrupted one would have made.
 """
 
 from __future__ import annotations
@@ -31,6 +42,7 @@ import numpy as np
 from scipy.stats import qmc
 
 from searchers.core import rng_from_state, rng_state
+from searchers.fidelity import BAD_LEVEL, DEFAULT_FIDELITY_ATTR, FidelityBook
 from searchers.gp.kernel import FeatureMap
 from searchers.gp.model import (
     GaussianProcess,
@@ -41,7 +53,14 @@ from searchers.gp.model import (
 )
 from searchers.gp.optimize import AcquisitionSettings, maximize_log_ei
 from searchers.space import Lattice, SearchSpace
-from searchers.validation import Interval, InvalidParameterError, check, check_params
+from searchers.validation import (
+    InstanceOf,
+    Interval,
+    InvalidParameterError,
+    Options,
+    check,
+    check_params,
+)
 
 __all__ = ["GPEICore", "GPEIOptions"]
 
@@ -94,6 +113,14 @@ class GPEIOptions:
         threads and busy cores, 0.11 s / 0.57 s with one thread). One thread also makes the
         suggestions independent of the machine's core count: 1 and 2 threads rounded the same
         seed's 13th suggestion differently (tests/test_searchers_golden.py).
+    fidelity_attr: the result key that measures a trial's fidelity (the scheduler's time
+        attribute); None: intermediate results are ignored and a stopped trial's last value
+        counts as final (the behaviour before issue #15). With FIFO both give the same
+        suggestions. Set None when the number of epochs is itself a tuned hyperparameter.
+    fidelity_min_points: trials that must have reported at a fidelity for the GP to be fitted
+        there (multi-fidelity runs only); None: the initial design's size (``n_initial``).
+    stopped_trials: what the multi-fidelity GP does with trials stopped below its fidelity:
+        "exclude" (BOHB) or "worst" (imputed with the worst value at that fidelity).
     """
 
     n_initial: int | None = None
@@ -116,9 +143,20 @@ class GPEIOptions:
     noise_rate: float = 300.0
     min_loo_skill: float | None = 0.0
     blas_threads: int | None = 1
+    fidelity_attr: str | None = DEFAULT_FIDELITY_ATTR
+    fidelity_min_points: int | None = None
+    stopped_trials: str = "exclude"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "local_scales", tuple(self.local_scales))
+        check_params(
+            self,
+            {
+                "fidelity_attr": (InstanceOf(str, "a result key (str)"), None),
+                "fidelity_min_points": (Interval(int, 2, None), None),
+                "stopped_trials": (Options(("exclude", "worst")),),
+            },
+        )
         ints = {
             "max_fit_points": 10,
             "refit_every_until": 0,
@@ -198,6 +236,7 @@ class GPEICore:
         self._n_at_fit = 0  # observations at the last hyperparameter fit
         self._n_fits = 0
         self._cache: tuple[int, GaussianProcess, np.ndarray, float] | None = None
+        self._book = FidelityBook(keep_curves=True)
 
     # ---- SearchCore ------------------------------------------------------------------------
     def ask(self, pending: np.ndarray) -> np.ndarray | None:
@@ -213,7 +252,13 @@ class GPEICore:
         n = len(self._y)
         if n + len(pending) < self._n_initial or n < 2 or np.ptp(self._y) == 0.0:
             return self._next_sobol()
-        model, U_sorted, best = self._posterior()
+        if self._book.multi_fidelity:
+            fitted = self._posterior_at_fidelity(pending)
+            if fitted is None:
+                return self._next_sobol()
+            model, U_sorted, best, pending = fitted
+        else:
+            model, U_sorted, best = self._posterior()
         if self._opt.min_loo_skill is not None and model.loo_skill() <= self._opt.min_loo_skill:
             return self._next_sobol()  # the model has not learned anything EI could use
         if len(pending):
@@ -240,6 +285,19 @@ class GPEICore:
         self._U.append(np.asarray(u, dtype=np.float64).copy())
         self._y.append(float(value))
         self._cache = None
+        if self._opt.fidelity_attr is not None:
+            self._book.complete(u)
+
+    # ---- FidelityAware (searchers.base) ----------------------------------------------------
+    @property
+    def fidelity_attr(self) -> str | None:
+        return self._opt.fidelity_attr
+
+    def report(self, u: np.ndarray, fidelity: float, value: float) -> None:
+        self._book.report(u, fidelity, value)
+
+    def report_bad(self, u: np.ndarray) -> None:
+        self._book.report_bad(u)
 
     @property
     def finished(self) -> bool:
@@ -259,6 +317,7 @@ class GPEICore:
             "fitter": self._fitter.state(),
             "n_at_fit": self._n_at_fit,
             "n_fits": self._n_fits,
+            "fidelity": self._book.state(),
         }
 
     @classmethod
@@ -283,6 +342,7 @@ class GPEICore:
         )
         core._n_at_fit = int(state["n_at_fit"])
         core._n_fits = int(state["n_fits"])
+        core._book = FidelityBook.from_state(state.get("fidelity"), keep_curves=True)
         return core
 
     # ---- read-only views (tests, diagnostics) ----------------------------------------------
@@ -336,6 +396,53 @@ class GPEICore:
         result = (model, U_fit[order], float(z[order[0]]))
         self._cache = (n, *result)
         return result
+
+    def _posterior_at_fidelity(
+        self, pending: np.ndarray
+    ) -> tuple[GaussianProcess, np.ndarray, float, np.ndarray] | None:
+        """BOHB's model (module docstring): the GP on the values at the highest fidelity with
+        ``fidelity_min_points`` reports, the points there sorted best first, the incumbent in
+        warped units, and the pending points still below that fidelity. None: no fidelity has
+        enough points, or their values are all equal (the caller draws a Sobol point)."""
+        opt = self._opt
+        min_points = opt.fidelity_min_points or self._n_initial
+        fidelity = self._book.at_fidelity(min_points)
+        if fidelity is None:
+            return None
+        U_list: list[tuple[float, ...]] = []
+        y_list: list[float] = []
+        bad: list[tuple[float, ...]] = []
+        stopped: list[tuple[float, ...]] = []
+        for u, curve, level in self._book.curves():
+            if fidelity in curve:
+                U_list.append(u)
+                y_list.append(curve[fidelity])
+            elif level == BAD_LEVEL:
+                bad.append(u)
+            elif level is not None and opt.stopped_trials == "worst":
+                stopped.append(u)
+        y = np.array(y_list)  # (n,)
+        if np.ptp(y) == 0.0:
+            return None
+        imputed = [*bad, *stopped]
+        U = np.array(U_list + imputed, dtype=np.float64).reshape(-1, self._dim)  # (n + m, dim)
+        y = np.concatenate([y, np.full(len(imputed), float(np.max(y)))])  # (n + m,)
+        known = set(U_list)
+        below = [p for p in pending if tuple(float(x) for x in p) not in known]
+        pending_below = np.array(below, dtype=np.float64).reshape(-1, self._dim)  # (p, dim)
+        idx = training_subset(U, y, opt.max_fit_points)
+        U_fit = U[idx]
+        z = warp_outputs(y[idx])  # (n_fit,)
+        X = self._fmap.encode(U_fit)  # (n_fit, F)
+        # The data at a fidelity change with every report, so the hyperparameters are refitted
+        # at each ask (warm-started; a few dozen points, milliseconds).
+        self._fitter.fit(
+            X, z, restart=self._n_fits % opt.restart_every == 0, maxiter=opt.fit_maxiter
+        )
+        self._n_fits += 1
+        model = self._fitter.model(X, z)
+        order = np.argsort(z, kind="stable")
+        return model, U_fit[order], float(z[order[0]]), pending_below
 
 
 _CONTROLLER: Any = None
