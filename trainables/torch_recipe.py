@@ -24,6 +24,22 @@ lr), then, with ``t = e - warmup_epochs`` and ``T = epochs - warmup_epochs``: 1 
 It is applied per epoch, not per batch: what an epoch trains with is one number, reported as
 ``lr`` and restored by the epoch alone.
 
+Hypergradient adaptation (``lr_adaptation="hypergradient"``, ``trainables.hypergradient``): the
+optimizer is wrapped so that every step trains with ``s * lr(group, e)``, where ``s`` is one
+factor learned online from consecutive gradients (``hypergradient_beta`` its hyper-learning-rate)
+and the formula above stays the nominal rate. So the schedule scales the adapted rate: warmup,
+step and cosine shape the run as without adaptation, and the adapter corrects the level (a
+schedule's decay is not undone by the adapter resetting the rate, and a too small initial ``lr``
+is raised by the adapter whatever the schedule). ``s`` is checkpointed with the optimizer.
+
+Restoring a checkpoint under a config (`load_optimizer_state`): the optimizer's state (momentum
+buffers, Adam moments, the adapter's ``s``) comes from the checkpoint and its hyperparameters
+(``base_lr``, weight decay, momentum, betas, ...) from the config, so that a population-based
+training exploit that restarts a member with a new config from a donor's checkpoint trains with the
+new config. ``s`` is kept when the config's rates are the checkpoint's (a plain resume, or a PBT
+step that changed other keys) and reset to 1 when they changed (the new ``lr`` is the new starting
+rate; the donor's correction was for its own).
+
 Freezing: during epochs ``1 .. freeze_epochs`` the parameters at depths ``< freeze_blocks``
 (default: the whole body, a linear probe) do not train (``requires_grad`` off, so the optimizer
 skips them, weight decay included) and their modules run in eval mode (batch-norm statistics and
@@ -42,6 +58,12 @@ import torch
 from torch import nn
 
 from searchers.validation import InvalidParameterError, did_you_mean
+from trainables.hypergradient import (
+    DEFAULT_BETA,
+    SUPPORTED,
+    HypergradientOptimizer,
+    base_state_dict,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +79,7 @@ OPTIMIZERS: dict[str, type[torch.optim.Optimizer]] = {
     and name.lower() not in _EXCLUDED
 }
 SCHEDULES: tuple[str, ...] = ("constant", "step", "cosine")
+LR_ADAPTATIONS: tuple[str, ...] = ("none", "hypergradient")
 
 
 @dataclass(frozen=True)
@@ -80,6 +103,9 @@ class Recipe:
         optimizer_options: further keyword arguments of the optimizer, from a dict
             ``config["optimizer"]`` (a conditional choice: ``{"name": "adam", "beta1": 0.9}``);
             ``beta1``/``beta2`` become ``betas``.
+        lr_adaptation: "none" or "hypergradient" (the optimizer adapts its rate every step).
+        hypergradient_beta: the adapter's hyper-learning-rate (largest change of log(lr) per
+            step).
     """
 
     optimizer: str
@@ -97,6 +123,8 @@ class Recipe:
     layer_decay: float
     head_lr_mult: float
     optimizer_options: tuple[tuple[str, Any], ...] = ()
+    lr_adaptation: str = "none"
+    hypergradient_beta: float = DEFAULT_BETA
 
 
 def optimizer_class(name: Any) -> type[torch.optim.Optimizer]:
@@ -241,11 +269,57 @@ def make_optimizer(layers: Layers, recipe: Recipe) -> torch.optim.Optimizer:
         groups.append({"params": params, "lr": base, "base_lr": base, "depth": depth})
     if not groups:
         raise InvalidParameterError("the model from model_factory has no trainable parameters.")
-    return cls(groups, lr=recipe.lr, **kwargs)  # type: ignore[call-arg]
+    optimizer = cls(groups, lr=recipe.lr, **kwargs)  # type: ignore[call-arg]
+    if recipe.lr_adaptation == "hypergradient":
+        return HypergradientOptimizer(optimizer, beta=recipe.hypergradient_beta)
+    return optimizer
+
+
+def check_lr_adaptation(adaptation: Any, optimizer: str) -> str:
+    """``config["lr_adaptation"]`` (None is "none"), checked against the optimizer.
+
+    Raises:
+        InvalidParameterError: an unknown name, or an optimizer the adapter does not support.
+    """
+    if adaptation is None:
+        return "none"
+    if not isinstance(adaptation, str) or adaptation.lower() not in LR_ADAPTATIONS:
+        raise InvalidParameterError(
+            f"config['lr_adaptation'] must be one of {list(LR_ADAPTATIONS)} or None; got "
+            f"{adaptation!r}{did_you_mean(str(adaptation).lower(), LR_ADAPTATIONS)}."
+        )
+    adaptation = adaptation.lower()
+    if adaptation == "hypergradient" and optimizer not in SUPPORTED:
+        raise InvalidParameterError(
+            f"config['lr_adaptation']='hypergradient' supports the optimizers "
+            f"{', '.join(SUPPORTED)}; config['optimizer'] is {optimizer!r}. Use one of those, "
+            "or set lr_adaptation to 'none'."
+        )
+    return adaptation
+
+
+def load_optimizer_state(optimizer: torch.optim.Optimizer, saved: dict[str, Any]) -> None:
+    """Load a checkpoint's optimizer state, keeping this optimizer's (the config's)
+    hyperparameters; see the module docstring (restoring a checkpoint under a config)."""
+    # Optimizer.load_state_dict restores every key of each group (weight_decay, momentum, betas,
+    # base_lr): under PBT those are the donor's and would override the member's new config.
+    fresh = [{k: v for k, v in group.items() if k != "params"} for group in optimizer.param_groups]
+    if not isinstance(optimizer, HypergradientOptimizer):
+        saved = base_state_dict(saved)
+    optimizer.load_state_dict(saved)
+    same_rates = all(
+        group.get("base_lr") == config_group.get("base_lr")
+        for group, config_group in zip(optimizer.param_groups, fresh, strict=True)
+    )
+    for group, config_group in zip(optimizer.param_groups, fresh, strict=True):
+        group.update(config_group)
+    if isinstance(optimizer, HypergradientOptimizer) and not same_rates:
+        optimizer.reset_scale()
 
 
 def set_epoch_lr(optimizer: torch.optim.Optimizer, recipe: Recipe, epoch: int) -> float:
-    """Set every group's rate for ``epoch``; returns the head's (the last group's) rate."""
+    """Set every group's (nominal) rate for ``epoch``; returns the head's (the last group's).
+    A `HypergradientOptimizer` trains with its learned factor times this rate."""
     factor = lr_factor(recipe, epoch)
     for group in optimizer.param_groups:
         group["lr"] = group["base_lr"] * factor

@@ -20,8 +20,10 @@ function trainable ``fn(config, data)`` itself. A trial:
    are listed in a warning and in the checkpoint's meta.json; nothing matching is an error);
 5. trains with the loss (cross-entropy / MSE unless ``trainer_options["loss"]``), reporting after
    every epoch ``epoch`` (1-based), ``train_loss``, ``val_loss``, ``val_accuracy``
-   (classification) or ``val_r2`` (regression), ``val_<name>`` for each extra metric, and
-   ``lr`` (the head's learning rate in that epoch), with a checkpoint; resumes from
+   (classification) or ``val_r2`` (regression), ``val_<name>`` for each extra metric, ``lr``
+   (the head's learning rate in that epoch; with ``lr_adaptation`` the rate the epoch ended
+   with) and ``lr_min``, ``lr_mean``, ``lr_max`` (the head's rate over the epoch's steps; all
+   equal to ``lr`` without adaptation), with a checkpoint; resumes from
    ``tune.get_checkpoint()``.
 
 Training keys (config keys, searchable; defaults from `make_torch_trainable` /
@@ -37,6 +39,11 @@ Training keys (config keys, searchable; defaults from `make_torch_trainable` /
 - ``lr_schedule`` ("constant" | "step" | "cosine"), ``step_size`` (10 epochs) and ``gamma``
   (0.1) for "step", ``warmup_epochs`` (0, linear warmup): per-epoch factors, see
   ``trainables.torch_recipe``;
+- ``lr_adaptation`` (None / "none" | "hypergradient"; sgd, adam and adamw) and
+  ``hypergradient_beta`` (0.02, in (0, 1]): the optimizer adapts the learning rate every step
+  from consecutive gradients (Baydin et al., ICLR 2018; ``trainables.hypergradient``), starting
+  from ``lr``; the per-epoch schedule scales the adapted rate (``trainables.torch_recipe``). Both
+  are searchable: the outer search still picks the initial ``lr`` and ``beta``;
 - ``patience`` (0 = off): end the trial when ``trainer_options["monitor"]`` (default
   ``val_loss``) has not improved for that many epochs; the last epoch is reported with
   ``stop_reason="patience"``;
@@ -117,6 +124,7 @@ from torch.utils.data import Dataset as TorchDataset
 
 from searchers.validation import InvalidParameterError, did_you_mean, is_real
 from trainables.data import TASKS, Dataset, check_finite
+from trainables.hypergradient import DEFAULT_BETA, HypergradientOptimizer, check_beta
 from trainables.torch_data import (
     ArrayBatches,
     DatasetBatches,
@@ -141,8 +149,10 @@ from trainables.torch_recipe import (
     SCHEDULES,
     Recipe,
     apply_freeze,
+    check_lr_adaptation,
     frozen_depths,
     load_initial_weights,
+    load_optimizer_state,
     make_optimizer,
     model_layers,
     optimizer_class,
@@ -182,6 +192,8 @@ TRAINING_KEYS: tuple[str, ...] = (
     "freeze_blocks",
     "layer_decay",
     "head_lr_mult",
+    "lr_adaptation",
+    "hypergradient_beta",
     "num_workers",
     "pin_memory",
 )
@@ -208,6 +220,8 @@ class TorchTrainingDefaults:
         freeze_epochs: epochs with the body's first ``freeze_blocks`` blocks frozen.
         layer_decay: learning-rate factor per body depth below the head.
         head_lr_mult: the head's learning-rate factor.
+        lr_adaptation: "none" or "hypergradient".
+        hypergradient_beta: the hypergradient adapter's hyper-learning-rate.
     """
 
     epochs: int = 20
@@ -226,6 +240,8 @@ class TorchTrainingDefaults:
     freeze_epochs: int = 0
     layer_decay: float = 1.0
     head_lr_mult: float = 1.0
+    lr_adaptation: str = "none"
+    hypergradient_beta: float = DEFAULT_BETA
 
 
 @dataclass(frozen=True)
@@ -729,6 +745,13 @@ def resolve_settings(config: dict[str, Any], defaults: TorchTrainingDefaults) ->
             raise InvalidParameterError(f"config[{key!r}] must be > 0; got 0.")
     epochs = _config_int(config, "epochs", defaults.epochs, minimum=1)
     weight_decay = _config_float(config, "weight_decay", defaults.weight_decay, minimum=0.0)
+    adaptation = check_lr_adaptation(
+        config.get("lr_adaptation", defaults.lr_adaptation), optimizer
+    )
+    beta = check_beta(
+        config.get("hypergradient_beta", defaults.hypergradient_beta),
+        name="config['hypergradient_beta']",
+    )
     recipe = Recipe(
         optimizer=optimizer,
         lr=lr,
@@ -745,6 +768,8 @@ def resolve_settings(config: dict[str, Any], defaults: TorchTrainingDefaults) ->
         layer_decay=layer_decay,
         head_lr_mult=head_lr_mult,
         optimizer_options=extra_options,
+        lr_adaptation=adaptation,
+        hypergradient_beta=beta,
     )
     num_workers = None
     if "num_workers" in config:
@@ -863,7 +888,10 @@ def _train(
         )
         metrics: dict[str, Any] = {"epoch": epoch, "train_loss": train_loss, **placement}
         metrics.update(_evaluate(model, loss_fn, batches, task, eval_batch, options, amp))
-        metrics["lr"] = lr
+        if isinstance(optimizer, HypergradientOptimizer):
+            metrics.update(optimizer.lr_stats(reset=True))
+        else:
+            metrics.update(lr=lr, lr_min=lr, lr_mean=lr, lr_max=lr)
         if not (math.isfinite(train_loss) and math.isfinite(metrics["val_loss"])):
             logger.warning("trial diverged at epoch %d (non-finite loss); ending it.", epoch)
             val_keys = [k for k in metrics if k.startswith("val_")]
@@ -1297,7 +1325,9 @@ def _restore(
             stacklevel=2,
         )
     model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
+    # The config's optimizer hyperparameters, the checkpoint's optimizer state (PBT: a new config
+    # restarts from a donor's checkpoint).
+    load_optimizer_state(optimizer, state["optimizer"])
     if scaler is not None and "scaler" in state:
         scaler.load_state_dict(state["scaler"])
     early = state.get("early_stop") or {}
