@@ -29,6 +29,7 @@ from hpt_ray.cluster import (
     make_pending_timeout,
 )
 from hpt_ray.objective import MetricNotReportedError
+from hpt_ray.pbt import CheckpointRequiredError
 from hpt_ray.progress import ProgressPrinter
 from hpt_ray.results import ResultsWriter, SigintWatch
 from hpt_ray.schedulers import SafeScheduler
@@ -241,7 +242,8 @@ def run_experiment(
             result_grid = tuner.fit()
         except Exception as exc:
             # Tune wraps a callback's exception (TuneError); surface ours with its message.
-            for kind in (InfeasibleResourcesError, MetricNotReportedError):
+            ours = (InfeasibleResourcesError, MetricNotReportedError, CheckpointRequiredError)
+            for kind in ours:
                 cause = _find_cause(exc, kind)
                 if cause is not None:
                     raise cause from exc

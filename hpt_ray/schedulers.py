@@ -24,12 +24,18 @@ from ray.tune.schedulers import (
 )
 
 from hpt_ray.objective import better, finite_metric
+from hpt_ray.pbt import (
+    POPULATION_SCHEDULERS,
+    accepted_options,
+    check_population_options,
+    make_population_scheduler,
+)
 from searchers.files import atomic_write
 from searchers.validation import Interval, InvalidParameterError, Options, check, check_keys
 
 logger = logging.getLogger(__name__)
 
-SCHEDULERS = ("asha", "hyperband", "median", "fifo")
+SCHEDULERS = ("asha", "hyperband", "median", "fifo", "pbt", "pb2")
 
 # Fidelity is one report; see the module docstring.
 TIME_ATTR = "training_iteration"
@@ -41,6 +47,8 @@ def make_scheduler(
     max_t: int,
     grace_period: int = 1,
     reduction_factor: float = 3,
+    space: Mapping[str, Any] | None = None,
+    seed: int | None = None,
     **options: Any,
 ) -> TrialScheduler:
     """Build a Ray scheduler by name.
@@ -48,16 +56,28 @@ def make_scheduler(
     Args:
         name: "asha" (asynchronous successive halving), "hyperband" (asynchronous HyperBand:
             ASHA over all of HyperBand's brackets), "median" (median stopping rule) or "fifo"
-            (no early stopping). A ready ``TrialScheduler`` instance is returned unchanged.
+            (no early stopping); "pbt" (population-based training, explored by Ray's perturbation
+            or ``explore=`` one of our searchers) or "pb2" (Ray's PB2): see ``hpt_ray.pbt``.
+            A ready ``TrialScheduler`` instance is returned unchanged.
         max_t: the most reports a trial makes (epochs or stages); ASHA and HyperBand never run a
             trial past it.
         grace_period: ASHA's first rung and the median rule's grace period, in reports.
         reduction_factor: ASHA/HyperBand's eta: only the top 1/eta of trials go on at each rung.
+        space: the run's Tune domains ("pbt" and "pb2" perturb them; the others ignore it).
+        seed: seeds the explore step of "pbt".
         options: passed to the Ray scheduler (e.g. ``brackets`` for ASHA, ``min_samples_required``
-            for median).
+            for median, ``perturbation_interval`` and ``explore`` for "pbt").
     """
     if isinstance(name, TrialScheduler):
         return name if isinstance(name, SafeScheduler) else SafeScheduler(name)
+    if isinstance(name, str) and name.lower() in POPULATION_SCHEDULERS:
+        check_scheduler_options(name, options)
+        check("scheduler: max_t", max_t, Interval(int, 1, None))
+        return SafeScheduler(
+            make_population_scheduler(
+                name.lower(), max_t=max_t, space=space, seed=seed, **options
+            )
+        )
     check_scheduler_options(
         name, {"grace_period": grace_period, "reduction_factor": reduction_factor, **options}
     )
@@ -107,6 +127,9 @@ def check_scheduler_options(name: Any, options: Mapping[str, Any]) -> None:
     their ranges (`InvalidParameterError`)."""
     check("scheduler", name, Options(SCHEDULERS, ignore_case=True))
     check_keys("scheduler_options", options, _accepted_options(name.lower()))
+    if name.lower() in POPULATION_SCHEDULERS:
+        check_population_options(name.lower(), options)
+        return
     if "grace_period" in options:
         check("scheduler_options.grace_period", options["grace_period"], Interval(int, 1, None))
     if "reduction_factor" in options:
@@ -119,6 +142,8 @@ def check_scheduler_options(name: Any, options: Mapping[str, Any]) -> None:
 
 def _accepted_options(name: str) -> list[str]:
     """The keyword options scheduler ``name`` takes: ours, and its Ray class's but those we set."""
+    if name in POPULATION_SCHEDULERS:
+        return accepted_options(name)
     ray_class = {
         "asha": ASHAScheduler,
         "hyperband": ASHAScheduler,
@@ -287,6 +312,13 @@ class SafeScheduler(TrialScheduler):
         if not force and now - self._last_save < 1.0:
             return
         self._last_save = now
+        write_tables = getattr(self.inner, "write_tables", None)
+        if write_tables is not None:
+            # A population's schedule (hpt_ray.pbt), next to the state it is part of.
+            try:
+                write_tables(self._state_dir)
+            except OSError as exc:
+                logger.warning("schedule not written (%s)", exc)
         payload = {"version": 1, "worst": self._worst, "inner": self.inner}
         try:
             # cloudpickle: the median rule holds lambdas plain pickle refuses.

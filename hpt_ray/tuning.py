@@ -12,6 +12,7 @@ run gets a new directory), and only ``resume=True`` continues one.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import warnings
 from collections.abc import Mapping, Sequence
@@ -22,11 +23,14 @@ from typing import Any
 import pandas as pd
 from ray.tune.search import Searcher
 
+from hpt_ray.pbt import POPULATION_SCHEDULERS, read_schedule
 from hpt_ray.plan import plan_experiment
 from hpt_ray.run import ExperimentInterrupted, run_experiment
+from hpt_ray.schedulers import make_scheduler
 from hpt_ray.settings import RunSettings, SearchSettings, TrialSettings
 from hpt_ray.storage import DEFAULT_STORAGE, ExperimentExistsError, claim_directory, claim_location
 from hpt_ray.table import best_row
+from searchers.validation import InvalidParameterError
 
 
 @dataclass
@@ -35,7 +39,8 @@ class TuneResult:
 
     Attributes:
         best_config: the configuration of the best trial (by its final reported metric), exactly
-            as the trial got it (tuples stay tuples, also after a resume).
+            as the trial got it (tuples stay tuples, also after a resume). Under "pbt"/"pb2":
+            the values it trained its last report with (its whole history is in ``schedule``).
         best_score: that trial's final metric value (None if no trial reported a finite value).
         best_checkpoint: the best trial's latest ``ray.tune.Checkpoint`` (PyTorch trials), else
             None.
@@ -44,6 +49,8 @@ class TuneResult:
         path: the experiment directory, holding ``results.parquet`` and Ray's own files.
         metric, mode: the objective the run optimized.
         result_grid: Ray's ``ResultGrid`` for anything else (per-trial metric histories, logs).
+        schedule: under "pbt"/"pb2", each member's perturbed values at every report, with the
+            exploits (``schedule.parquet``, see ``hpt_ray.pbt``); None for other schedulers.
     """
 
     best_config: dict[str, Any] | None
@@ -54,6 +61,7 @@ class TuneResult:
     metric: str
     mode: str
     result_grid: Any = None
+    schedule: pd.DataFrame | None = None
     _build_model: Any = field(default=None, repr=False, compare=False)
 
     def best_model(self) -> Any:
@@ -152,13 +160,19 @@ def tune_model(
             function: at its first report), naming the keys it does report.
         searcher: a name from ``searchers.available()`` or a Ray ``Searcher`` instance.
         searcher_options: keyword options for ``searchers.make_searcher``.
-        scheduler: "asha" (default), "hyperband", "median" or "fifo". Fidelity is one report:
-            an epoch or a stage. Under "fifo" scikit-learn estimators are fit once (no stages),
-            so they score as GridSearchCV does.
+        scheduler: "asha" (default), "hyperband", "median", "fifo", "pbt" or "pb2". Fidelity is
+            one report: an epoch or a stage. Under "fifo" scikit-learn estimators are fit once
+            (no stages), so they score as GridSearchCV does. "pbt" and "pb2" train a population
+            (``num_samples`` members, drawn by ``searcher``) that copies its better members'
+            checkpoints and perturbs their hyperparameters (``hpt_ray.pbt``): PyTorch models and
+            training functions that checkpoint, not scikit-learn estimators.
         scheduler_options: keyword options for the scheduler (``grace_period``,
-            ``reduction_factor``, ... see ``hpt_ray.make_scheduler``); an unknown one is refused
-            with the closest accepted name.
-        num_samples: number of trials (ignored by the grid searcher, which runs its whole grid).
+            ``reduction_factor``, ... see ``hpt_ray.make_scheduler``; for "pbt"
+            ``perturbation_interval``, ``quantile_fraction`` and ``explore``: "ray" or one of
+            our searchers, "gp-ei", "pso", "genetic"); an unknown one is refused with the
+            closest accepted name.
+        num_samples: number of trials (ignored by the grid searcher, which runs its whole grid);
+            the population under "pbt"/"pb2".
         max_concurrent: at most this many trials at once (default: as many as resources allow).
         resources_per_trial: e.g. ``{"cpu": 1, "gpu": 0.5}`` (default ``{"cpu": 1}``).
         epochs: reports per trial when run to the end (the scheduler's ``max_t``): PyTorch
@@ -216,9 +230,21 @@ def tune_model(
         verbose=verbose,
         ray_address=ray_address,
     )
+    population = isinstance(scheduler, str) and scheduler.lower() in POPULATION_SCHEDULERS
+    # A population scheduler needs the planned space: the plan gets FIFO, replaced below.
+    planned = dataclasses.replace(search, scheduler="fifo", scheduler_options={})
     plan = plan_experiment(
-        model, space, data=data, metric=metric, mode=mode, kind=kind, search=search, trial=trial
+        model,
+        space,
+        data=data,
+        metric=metric,
+        mode=mode,
+        kind=kind,
+        search=planned if population else search,
+        trial=trial,
     )
+    if population:
+        plan.scheduler = _population_scheduler(plan, search)
     run = run_experiment(
         plan.trainable,
         plan.space,
@@ -242,8 +268,12 @@ def tune_model(
             if (result.metrics or {}).get("trial_id") == best["trial_id"]:
                 best_checkpoint = result.checkpoint
                 break
+    schedule = read_schedule(run.path) if population and not _is_uri(run.path) else None
+    best_config = None if best is None else run.configs[best["trial_id"]]
+    if best is not None and best_config is not None and schedule is not None:
+        best_config = _last_values(best_config, schedule, str(best["trial_id"]))
     result = TuneResult(
-        best_config=None if best is None else run.configs[best["trial_id"]],
+        best_config=best_config,
         best_score=None if best is None else float(best["final_metric"]),
         best_checkpoint=best_checkpoint,
         trials=run.frame,
@@ -251,10 +281,50 @@ def tune_model(
         metric=plan.metric,
         mode=plan.mode,
         result_grid=run.result_grid,
+        schedule=schedule,
         _build_model=plan.build_model,
     )
     _warn_failures(run.frame, plan.metric)
     return result
+
+
+def _population_scheduler(plan: Any, search: SearchSettings) -> Any:
+    """The "pbt"/"pb2" scheduler over the planned space, refused for trials that cannot
+    checkpoint (scikit-learn estimators) before anything runs."""
+    name = str(search.scheduler).lower()
+    if plan.metadata["kind"] == "sklearn":
+        raise InvalidParameterError(
+            f"scheduler: {name!r} copies the checkpoint of a better member into a worse one, "
+            "and scikit-learn trials do not checkpoint; use scheduler='asha' (iterative "
+            "estimators) or 'fifo', or tune a PyTorch model or a training function that "
+            "checkpoints"
+        )
+    scheduler = make_scheduler(
+        name, max_t=plan.max_t, space=plan.space, seed=search.seed, **search.scheduler_options
+    )
+    plan.metadata["scheduler"] = name
+    plan.metadata["explore"] = str(search.scheduler_options.get("explore", "ray"))
+    return scheduler
+
+
+def _last_values(config: dict[str, Any], schedule: pd.DataFrame, trial_id: str) -> dict[str, Any]:
+    """``config`` with the perturbed values of trial ``trial_id``'s last report."""
+    rows = schedule[schedule["trial_id"] == trial_id]
+    if rows.empty:
+        return config
+    last = rows.sort_values("iteration").iloc[-1]
+    updated = dict(config)
+    for column in rows.columns:
+        if column.startswith("config/"):
+            value = last[column]
+            updated[column[len("config/") :]] = value.item() if hasattr(value, "item") else value
+    return updated
+
+
+def _is_uri(path: str) -> bool:
+    from hpt_ray.storage import is_uri
+
+    return bool(is_uri(path))
 
 
 def load_model(checkpoint: Any) -> Any:
