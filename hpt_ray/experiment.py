@@ -129,7 +129,7 @@ FIELDS: dict[str, tuple[bool, tuple[type, ...], str]] = {
     "mode": (False, (str,), "'min' or 'max'"),
     "searcher": (False, (str,), "a searcher name (hpt-ray searchers lists them)"),
     "searcher_options": (False, (Mapping,), "options for the searcher"),
-    "scheduler": (False, (str,), "asha, hyperband, median or fifo"),
+    "scheduler": (False, (str,), "asha, hyperband, median, fifo, pbt or pb2"),
     "scheduler_options": (False, (Mapping,), "options for the scheduler (grace_period, ...)"),
     "num_samples": (False, (int,), "number of trials"),
     "max_concurrent": (False, (int,), "most trials at once"),

@@ -43,7 +43,8 @@ class SearchSettings:
     Attributes:
         searcher: a name from ``searchers.available()`` or a Ray ``Searcher`` instance.
         searcher_options: keyword options for ``searchers.make_searcher``.
-        scheduler: "asha", "hyperband", "median" or "fifo" (``hpt_ray.schedulers``).
+        scheduler: "asha", "hyperband", "median", "fifo", "pbt" or "pb2" (``hpt_ray.schedulers``,
+            ``hpt_ray.pbt``).
         scheduler_options: keyword options for the scheduler.
         num_samples: number of trials (the grid searcher runs its whole grid).
         max_concurrent: at most this many trials at once (None: as many as resources allow).
