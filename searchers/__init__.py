@@ -37,10 +37,12 @@ if TYPE_CHECKING:
         PSOSearcher,
         RandomSearcher,
     )
+    from searchers.auto import AutoSearcher, TPESearcher
     from searchers.base import BaseSearcher
     from searchers.wrapped import WrappedSearcher
 
 __all__ = [
+    "AutoSearcher",
     "BaseSearcher",
     "GPEISearcher",
     "GeneticSearcher",
@@ -48,6 +50,7 @@ __all__ = [
     "PSOSearcher",
     "RandomSearcher",
     "SearchSpace",
+    "TPESearcher",
     "WrappedSearcher",
     "available",
     "make_searcher",
@@ -66,6 +69,8 @@ _CLASSES: dict[str, str] = {
     "PSOSearcher": "searchers.adapters",
     "RandomSearcher": "searchers.adapters",
     "WrappedSearcher": "searchers.wrapped",
+    "AutoSearcher": "searchers.auto",
+    "TPESearcher": "searchers.auto",
 }
 
 # The library searchers of `searchers.wrapped.BACKENDS` (a test checks the two agree).
@@ -182,5 +187,7 @@ register("grid", _lazy("GridSearcher"), grid=True)
 register("pso", _lazy("PSOSearcher"))
 register("genetic", _lazy("GeneticSearcher"))
 register("gp-ei", _lazy("GPEISearcher"))
+register("tpe", _lazy("TPESearcher"))
+register("auto", _lazy("AutoSearcher"))
 for _name in _WRAPPED:
     register(_name, _lazy("WrappedSearcher", _name))

@@ -37,7 +37,12 @@ def make_scripted():
     return scripted
 
 
-@pytest.mark.parametrize("name", searchers.available())
+# Every searcher but our tpe, a core behind the same shell as random, gp-ei and the rest (the
+# shell is what meets Ray's results; the core only ever sees finite values): one Ray run less.
+HOSTILE = [name for name in searchers.available() if name != "tpe"]
+
+
+@pytest.mark.parametrize("name", HOSTILE)
 def test_experiment_survives_hostile_metrics(tmp_path, name):
     if searchers.supports_grid(name):
         space = {

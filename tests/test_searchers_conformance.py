@@ -28,6 +28,16 @@ MODEL_PHASE: dict[str, dict[str, Any]] = {
     "optuna-gp": {"n_startup_trials": 2},
     "optuna-cmaes": {"n_startup_trials": 2},
     "hyperopt-tpe": {"n_initial_points": 2},
+    "tpe": {"n_startup": 2},
+    "auto": {
+        "n_initial": 2,
+        "member_options": {
+            "gp-ei": {"n_initial": 2},
+            "pso": {"n_particles": 4},
+            "genetic": {"population_size": 4},
+            "tpe": {"n_startup": 2},
+        },
+    },
 }
 
 # Checks a wrapped library cannot pass, by (searcher, phase); strict, so a change in the library

@@ -19,6 +19,7 @@ from searchers.base import BaseSearcher
 from searchers.space import path_name
 
 NAMES = [
+    "auto",
     "genetic",
     "gp-ei",
     "grid",
@@ -28,6 +29,7 @@ NAMES = [
     "optuna-tpe",
     "pso",
     "random",
+    "tpe",
 ]
 
 
