@@ -1,7 +1,9 @@
 """Population-based training side by side (issue #17 part 2): PBT explored by Ray's
 perturbation, PB2, and PBT explored by our searchers (gp-ei, pso, genetic), populations of 4 and
 8 (all explores at 4; Ray's PBT, the goal's anchor, also at 8), on the MLP on digits with a
-learning-rate and batch-size schedule, several seeds.
+learning-rate and weight-decay schedule, several seeds. The PyTorch trainable re-applies the
+config's optimizer hyperparameters after a restore (commit 8172151), so a member's weight decay
+after an exploit is the one its schedule says, not the donor's.
 
 Measured: the population's best validation accuracy against the total epochs it trained (every
 member's reports, counted from the schedule). Writes ``scripts/results/pbt/bench.csv``, a table
@@ -35,10 +37,12 @@ METHODS = {
     "pbt-genetic": ("pbt", {"explore": "genetic"}),
 }
 EPOCHS = 6
-# Wide enough that most initial draws are poor: a good schedule has to be found.
+# Wide enough that most initial draws are poor: a good schedule has to be found. Weight decay
+# up to 0.3 shrinks SGD's weights by up to lr * 0.3 per step: a large draw costs accuracy.
 SPACE = {
     "lr": tune.loguniform(1e-5, 1.0),
-    "batch_size": tune.randint(16, 257),
+    "weight_decay": tune.loguniform(1e-5, 0.3),
+    "batch_size": 64,
     "hidden_size": 32,
     "n_layers": 1,
     "optimizer": "sgd",
