@@ -42,7 +42,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from scripts import bench_problems as bp  # noqa: E402
+from scripts import bench_problems as bp
 
 ETA, MAX_T, GRACE, CONCURRENT = 3, 27, 1, 4
 BUDGET = 540  # 20 full trials
