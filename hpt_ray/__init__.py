@@ -42,15 +42,19 @@ _EXPORTS = {
     "make_scheduler": "hpt_ray.schedulers",
     "read_results": "hpt_ray.table",
     "report_html": "hpt_ray.html_report",
+    "HypergradientOptimizer": "trainables.hypergradient",
+    "hypergradient": "trainables.hypergradient",
 }
 __all__ = [
     "Checkpoint",
     "ExperimentExistsError",
     "ExperimentInterrupted",
+    "HypergradientOptimizer",
     "InvalidParameterError",
     "TuneResult",
     "TuneSearchCV",
     "get_checkpoint",
+    "hypergradient",
     "load_model",
     "make_scheduler",
     "read_results",
@@ -74,6 +78,7 @@ if TYPE_CHECKING:
         tune_model,
     )
     from searchers.validation import InvalidParameterError
+    from trainables.hypergradient import HypergradientOptimizer, hypergradient
 
 
 def __getattr__(name: str) -> Any:

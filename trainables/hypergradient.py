@@ -69,7 +69,7 @@ SUPPORTED: dict[str, type[torch.optim.Optimizer]] = {
     "adamw": torch.optim.AdamW,
 }
 STATE_VERSION = 1
-DEFAULT_BETA = 0.02
+DEFAULT_BETA = 0.1
 
 
 @dataclass(frozen=True)
@@ -77,8 +77,10 @@ class HypergradientOptions:
     """Settings of the adapter.
 
     Attributes:
-        beta: the hyper-learning-rate, the largest change of ``log(lr)`` in one step (0.02: an
-            e-fold in 50 steps of agreeing gradients). In (0, 1].
+        beta: the hyper-learning-rate, the largest change of ``log(lr)`` in one step (0.1: an
+            e-fold in 10 steps of agreeing gradients; on digits' few hundred steps 0.1 widened
+            the good initial rates more than 0.02 and 0.05: BENCHMARKS.md, "Hypergradient
+            learning rates"). In (0, 1].
         lower, upper: bounds of the learned factor ``s`` on the nominal rate (1e-4, 1e4).
     """
 
@@ -112,6 +114,12 @@ class HypergradientOptimizer(torch.optim.Optimizer):
     ...     _ = opt.step()
     >>> sorted(opt.lr_stats())
     ['lr', 'lr_max', 'lr_mean', 'lr_min']
+
+    Args:
+        optimizer: a ``torch.optim.SGD``, ``Adam`` or ``AdamW``; its groups' rates are the
+            nominal rates.
+        beta: the hyper-learning-rate (`HypergradientOptions`).
+        lower, upper: bounds of the learned factor (`HypergradientOptions`).
 
     Attributes:
         optimizer: the wrapped optimizer.
@@ -170,12 +178,20 @@ class HypergradientOptimizer(torch.optim.Optimizer):
         return self.options.beta
 
     def effective_lr(self, group: int = -1) -> float:
-        """The rate the next step trains group ``group`` with (``s * group["lr"]``)."""
+        """The rate the next step trains group ``group`` with (``s * group["lr"]``).
+
+        Args:
+            group: the index of the parameter group (default: the last, the head's).
+        """
         return self.scale * float(self.param_groups[group]["lr"])
 
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> float | None:  # type: ignore[override]
-        """Adapt the rate from this step's gradient, then take the base optimizer's step."""
+        """Adapt the rate from this step's gradient, then take the base optimizer's step.
+
+        Args:
+            closure: not supported (SGD, Adam and AdamW step without one); must be None.
+        """
         if closure is not None:
             raise InvalidParameterError(
                 "HypergradientOptimizer.step takes no closure (SGD, Adam and AdamW need none)."
@@ -198,12 +214,20 @@ class HypergradientOptimizer(torch.optim.Optimizer):
         return None
 
     def zero_grad(self, set_to_none: bool = True) -> None:
-        """The base optimizer's ``zero_grad``."""
+        """The base optimizer's ``zero_grad``.
+
+        Args:
+            set_to_none: as ``torch.optim.Optimizer.zero_grad``.
+        """
         self.optimizer.zero_grad(set_to_none=set_to_none)
 
     def lr_stats(self, *, reset: bool = True) -> dict[str, float]:
         """The last group's per-step rates since the last reset: ``lr_min``, ``lr_mean``,
-        ``lr_max`` and ``lr`` (the next step's rate); before any step all four are that rate."""
+        ``lr_max`` and ``lr`` (the next step's rate); before any step all four are that rate.
+
+        Args:
+            reset: start a new window (call it once per epoch and report the result).
+        """
         now = self.effective_lr()
         rates = self._step_lrs or [now]
         stats = {
@@ -237,7 +261,11 @@ class HypergradientOptimizer(torch.optim.Optimizer):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Resume exactly from `state_dict`; a plain optimizer's state dict (a run that trained
         without adaptation) loads into the base optimizer and starts the adapter fresh. The
-        ``beta`` and bounds stay this wrapper's (a new config may change them)."""
+        ``beta`` and bounds stay this wrapper's (a new config may change them).
+
+        Args:
+            state_dict: from `state_dict` (or a plain optimizer's ``state_dict()``).
+        """
         if "hypergradient" not in state_dict:
             self._load_base(state_dict)
             self.log_scale, self._displacement = 0.0, None
