@@ -127,12 +127,14 @@ def _load(data: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 @functools.cache
-def _folds(data: str, classification: bool) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
+def _folds(
+    data: str, classification: bool, fold_seed: int = 0
+) -> tuple[tuple[np.ndarray, np.ndarray], ...]:
     from sklearn.model_selection import KFold, StratifiedKFold
 
     X, y = _load(data)
     splitter = (StratifiedKFold if classification else KFold)(
-        n_splits=N_FOLDS, shuffle=True, random_state=0
+        n_splits=N_FOLDS, shuffle=True, random_state=fold_seed
     )
     return tuple(splitter.split(X, y))
 
@@ -140,15 +142,17 @@ def _folds(data: str, classification: bool) -> tuple[tuple[np.ndarray, np.ndarra
 # ---- the objective -------------------------------------------------------------------------
 
 
-def evaluate(task: TaskSpec, config: Mapping[str, Any]) -> float:
-    """The task's loss for ``config``: the mean over the fixed folds (deterministic)."""
+def evaluate(task: TaskSpec, config: Mapping[str, Any], *, fold_seed: int = 0) -> float:
+    """The task's loss for ``config``: the mean over the fixed folds (deterministic).
+    ``fold_seed`` shuffles the folds differently: the same task on another split, a related task
+    for the warm-start benchmark (`scripts/bench_warm_start.py`)."""
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.metrics import accuracy_score, log_loss, mean_squared_error
 
     X, y = _load(task.data)
     labels = np.unique(y)
     losses = []
-    for train, test in _folds(task.data, task.classification):
+    for train, test in _folds(task.data, task.classification, fold_seed):
         model = task.make_model(config)
         with warnings.catch_warnings():
             # A fixed iteration budget that does not converge is part of the practitioner's

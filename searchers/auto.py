@@ -44,7 +44,13 @@ from searchers.pso import ParticleSwarm, PSOOptions
 from searchers.random_search import RandomCore, RandomOptions
 from searchers.space import SearchSpace
 from searchers.tpe import TPECore, TPEOptions
-from searchers.validation import Interval, InvalidParameterError, check_params, did_you_mean
+from searchers.validation import (
+    Interval,
+    InvalidParameterError,
+    check,
+    check_params,
+    did_you_mean,
+)
 
 if TYPE_CHECKING:
     from searchers.warm_start import WarmStartReport, WarmTrials
@@ -289,16 +295,21 @@ class AutoSearcher(CoreSearcher):
     DataFrame with ``config/<name>`` columns and the metric, or a list of
     ``{"config": {...}, "value": float}`` records. Its trials are told to every member before the
     first suggestion (`searchers.warm_start`: what fits the space is used, what does not is skipped
-    with one logged note per reason).
+    with one logged note per reason), and its ``warm_start_replay`` best configs (default 3) are
+    the first suggestions, re-evaluated on this task.
     """
 
     searcher_name = "auto"
     core_class = PortfolioCore
     options_class = AutoOptions
 
-    def __init__(self, *, warm_start: Any = None, **kwargs: Any) -> None:
+    def __init__(
+        self, *, warm_start: Any = None, warm_start_replay: int = 3, **kwargs: Any
+    ) -> None:
         from searchers.warm_start import load_trials
 
+        check("warm_start_replay", warm_start_replay, Interval(int, 0, None))
+        self._replay = int(warm_start_replay)
         # Read now, so a missing file or a bad source fails before any trial; told to the members
         # at the first suggestion, once the space and the metric are known.
         self._warm: WarmTrials | None = None if warm_start is None else load_trials(warm_start)
@@ -311,6 +322,13 @@ class AutoSearcher(CoreSearcher):
 
             warm, self._warm = self._warm, None
             self._warm_report = tell_warm_start(self, warm)
+            # The best earlier configs are re-evaluated first (auto-sklearn's meta-learned initial
+            # design, Feurer et al. 2015): on a related task the old optimum is rarely far off, and
+            # its new value tells the model how the two tasks' scales compare.
+            sign = -1.0 if self.mode == "max" else 1.0
+            best = sorted(self._warm_report.trials, key=lambda t: sign * t[1])[: self._replay]
+            space = self._ready_space()
+            self._points = [space.encode(config) for config, _ in best] + self._points
         return super().suggest(trial_id)
 
     @property

@@ -61,6 +61,8 @@ class WarmStartReport:
     used: int
     skipped: dict[str, int]
     source: str
+    #: The trials used, as told: (config decoded in the new space, value).
+    trials: list[tuple[dict[str, Any], float]] = field(default_factory=list, repr=False)
 
     def __str__(self) -> str:
         parts = [f"warm start from {self.source}: {self.used} trials used"]
@@ -106,7 +108,7 @@ def tell_warm_start(searcher: Any, source: Any) -> WarmStartReport:
             f"{metric!r}; warm-start from an experiment with the same metric"
         )
     skipped: Counter[str] = Counter(loaded.skipped)
-    used = 0
+    used: list[tuple[dict[str, Any], float]] = []
     params = list(space.params)
     for config, value in loaded.trials:
         missing = [p.name for p in params if not _has(config, p)]
@@ -118,9 +120,12 @@ def tell_warm_start(searcher: Any, source: Any) -> WarmStartReport:
         except (ValueError, TypeError, KeyError) as err:
             skipped[_reason(err)] += 1
             continue
-        searcher.add_evaluated_point(space.decode(codes), value)
-        used += 1
-    report = WarmStartReport(used=used, skipped=dict(skipped), source=loaded.source)
+        config = space.decode(codes)
+        searcher.add_evaluated_point(config, value)
+        used.append((config, value))
+    report = WarmStartReport(
+        used=len(used), skipped=dict(skipped), source=loaded.source, trials=used
+    )
     if skipped:
         logger.warning("%s", report)
     else:

@@ -192,7 +192,7 @@ def test_warm_start_uses_what_fits_and_notes_the_rest(caplog: pytest.LogCaptureF
     searcher = make_searcher("auto", seed=0, warm_start=frame)
     searcher.set_search_properties("loss", "min", new_space)
     with caplog.at_level(logging.WARNING, logger="searchers.warm_start"):
-        searcher.suggest("t0")
+        first = searcher.suggest("t0")
     report = searcher.warm_start_report
     completed = frame[frame.status == "completed"]
     fits = int((completed["config/width"] <= 40).sum())
@@ -202,8 +202,16 @@ def test_warm_start_uses_what_fits_and_notes_the_rest(caplog: pytest.LogCaptureF
     assert outside == len(completed) - fits > 0
     assert "warm start" in caplog.text
     assert "width" in caplog.text
-    # The warm trials are the portfolio's history: the warm-up design is already done.
+    # The warm trials are the portfolio's history: the warm-up design is already done, and the
+    # first suggestions re-evaluate the best earlier configs that fit, best first.
     assert len(searcher.portfolio._y) == fits
+    fitting = completed[completed["config/width"] <= 40].sort_values("final_metric")
+    replayed = [first, searcher.suggest("t1"), searcher.suggest("t2")]
+    for config, (_, row) in zip(replayed, fitting.head(3).iterrows(), strict=True):
+        assert config == {"lr": row["config/lr"], "width": row["config/width"]}
+    assert sum(searcher.portfolio.suggestions_by_member().values()) == 0
+    fourth = searcher.suggest("t3")
+    assert fourth not in replayed
     assert sum(searcher.portfolio.suggestions_by_member().values()) == 1
 
 
