@@ -255,6 +255,7 @@ def test_a_plain_checkpoint_loads_into_an_adapting_optimizer():
 # ----------------------------------------------------------------------------- a real run
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("ray_local")
 def test_tune_model_reports_the_per_step_rates(tmp_path):
     space = {
