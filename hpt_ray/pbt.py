@@ -175,6 +175,14 @@ def check_population_options(name: str, options: Mapping[str, Any]) -> None:
         check(f"{prefix}.window", options["window"], Interval(int, 1, None))
 
 
+def is_population(scheduler: Any) -> bool:
+    """Whether ``scheduler`` (a name, or a ``TrialScheduler`` possibly wrapped in our
+    ``SafeScheduler``) is population-based: its trials copy each other's checkpoints."""
+    if isinstance(scheduler, str):
+        return scheduler.lower() in POPULATION_SCHEDULERS
+    return isinstance(getattr(scheduler, "inner", scheduler), PopulationBasedTraining)
+
+
 def population_parameters(space: Mapping[str, Any], name: str) -> dict[str, Domain]:
     """The parameters ``name`` perturbs: top-level float and int domains, and ("pbt") top-level
     choices between scalars. Refuses a space without a top-level numeric parameter."""
@@ -558,6 +566,7 @@ __all__ = [
     "PopulationOptions",
     "PopulationScheduler",
     "accepted_options",
+    "is_population",
     "make_population_scheduler",
     "population_parameters",
     "read_schedule",

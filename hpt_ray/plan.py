@@ -31,6 +31,7 @@ from hpt_ray.objective import (
     MetricNotReportedError,
     missing_metric_message,
 )
+from hpt_ray.pbt import is_population
 from hpt_ray.schedulers import make_scheduler
 from hpt_ray.settings import POSITIVE_INT, SearchSettings, TrialSettings
 from hpt_ray.user_space import to_tune_space, validate_space
@@ -91,6 +92,13 @@ def plan_experiment(
     validate_space(tune_space, searcher=searcher, estimator=model if kind == "sklearn" else None)
 
     if kind == "sklearn":
+        if is_population(scheduler):
+            raise InvalidParameterError(
+                f"scheduler: {_scheduler_name(scheduler)!r} copies the checkpoint of a better "
+                "member into a worse one, and scikit-learn trials do not checkpoint; use "
+                "scheduler='asha' (iterative estimators) or 'fifo', or tune a PyTorch model or a "
+                "training function that checkpoints"
+            )
         if trainer_options:
             raise InvalidParameterError(
                 "trainer_options apply to PyTorch model factories only; a scikit-learn "
@@ -189,7 +197,10 @@ def plan_experiment(
         search_alg = searcher  # a Searcher instance (SearchSettings checked it)
     if is_grid:
         num_samples = grid_size(tune_space, searcher_options)
-    sched = make_scheduler(scheduler, max_t=max_t, **dict(scheduler_options or {}))
+    # The population schedulers perturb the planned space; the others ignore it.
+    sched = make_scheduler(
+        scheduler, max_t=max_t, space=tune_space, seed=seed, **dict(scheduler_options or {})
+    )
 
     trainable = tune.with_resources(tune.with_parameters(fn, **shipped), resources)
     metadata = {
@@ -204,6 +215,9 @@ def plan_experiment(
         "max_t": max_t,
         "seed": seed,
     }
+    if is_population(scheduler):
+        metadata["scheduler"] = _scheduler_name(scheduler)
+        metadata["explore"] = str(dict(scheduler_options or {}).get("explore", "ray"))
     return _Plan(
         trainable=trainable,
         space=tune_space,
@@ -218,6 +232,12 @@ def plan_experiment(
         resources=resources,
         build_model=build_model,
     )
+
+
+def _scheduler_name(scheduler: Any) -> str:
+    if isinstance(scheduler, str):
+        return scheduler.lower()
+    return type(getattr(scheduler, "inner", scheduler)).__name__
 
 
 def grid_size(space: Mapping[str, Any], options: Mapping[str, Any] | None = None) -> int:

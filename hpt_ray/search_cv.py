@@ -57,6 +57,7 @@ from sklearn.utils.validation import _check_method_params
 
 import searchers
 from hpt_ray.cluster import check_feasible, ray_resource_names
+from hpt_ray.pbt import is_population
 from hpt_ray.plan import grid_size
 from hpt_ray.run import ensure_ray, run_experiment
 from hpt_ray.schedulers import SafeScheduler, check_scheduler_options, make_scheduler
@@ -94,6 +95,11 @@ class TuneSearchCV(BaseSearchCV):
         return_train_score: also score the training folds.
         scheduler: Ray scheduler name ("fifo" default, "asha", "hyperband", "median") or
             instance. Iterative estimators are staged only under a scheduler other than FIFO.
+            Not "pbt" or "pb2" (refused when ``fit`` starts): population-based training copies
+            a better trial's checkpoint into a worse one and trains it on with new
+            hyperparameters, and a scikit-learn fit has no checkpoint to copy or continue; use
+            ``hpt_ray.tune_model`` with a PyTorch model or a training function that
+            checkpoints.
         max_concurrent: trials at once (default: as many as the CPUs allow). ``n_jobs`` is
             accepted as an alias so GridSearchCV code runs unchanged.
         n_jobs: alias of `max_concurrent` (used when `max_concurrent` is None).
@@ -161,6 +167,15 @@ class TuneSearchCV(BaseSearchCV):
                 the rest is passed as is, and the refit gets them whole); ``sample_weight`` also
                 goes to scorers that accept it.
         """
+        if is_population(self.scheduler):
+            # Refused first: nothing else about the search matters (see the docstring).
+            raise InvalidParameterError(
+                f"scheduler: {self.scheduler!r} is population-based training, which copies a "
+                "better trial's checkpoint into a worse one and continues it with new "
+                "hyperparameters; scikit-learn models cannot checkpoint-and-exploit, so "
+                "TuneSearchCV does not run it. Use scheduler='fifo' (default) or 'asha', or "
+                "hpt_ray.tune_model with a PyTorch model or a training function that checkpoints"
+            )
         searcher = self._searcher_name()
         n_trials = self._n_trials()
         check("max_concurrent", self.max_concurrent, POSITIVE_INT, None)

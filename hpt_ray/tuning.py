@@ -12,7 +12,6 @@ run gets a new directory), and only ``resume=True`` continues one.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import warnings
 from collections.abc import Mapping, Sequence
@@ -23,14 +22,12 @@ from typing import Any
 import pandas as pd
 from ray.tune.search import Searcher
 
-from hpt_ray.pbt import POPULATION_SCHEDULERS, read_schedule
+from hpt_ray.pbt import read_schedule
 from hpt_ray.plan import plan_experiment
 from hpt_ray.run import ExperimentInterrupted, run_experiment
-from hpt_ray.schedulers import make_scheduler
 from hpt_ray.settings import RunSettings, SearchSettings, TrialSettings
 from hpt_ray.storage import DEFAULT_STORAGE, ExperimentExistsError, claim_directory, claim_location
 from hpt_ray.table import best_row
-from searchers.validation import InvalidParameterError
 
 
 @dataclass
@@ -230,21 +227,9 @@ def tune_model(
         verbose=verbose,
         ray_address=ray_address,
     )
-    population = isinstance(scheduler, str) and scheduler.lower() in POPULATION_SCHEDULERS
-    # A population scheduler needs the planned space: the plan gets FIFO, replaced below.
-    planned = dataclasses.replace(search, scheduler="fifo", scheduler_options={})
     plan = plan_experiment(
-        model,
-        space,
-        data=data,
-        metric=metric,
-        mode=mode,
-        kind=kind,
-        search=planned if population else search,
-        trial=trial,
+        model, space, data=data, metric=metric, mode=mode, kind=kind, search=search, trial=trial
     )
-    if population:
-        plan.scheduler = _population_scheduler(plan, search)
     run = run_experiment(
         plan.trainable,
         plan.space,
@@ -268,7 +253,8 @@ def tune_model(
             if (result.metrics or {}).get("trial_id") == best["trial_id"]:
                 best_checkpoint = result.checkpoint
                 break
-    schedule = read_schedule(run.path) if population and not _is_uri(run.path) else None
+    # A population run's schedule (hpt_ray.pbt); None for other schedulers.
+    schedule = None if _is_uri(run.path) else read_schedule(run.path)
     best_config = None if best is None else run.configs[best["trial_id"]]
     if best is not None and best_config is not None and schedule is not None:
         best_config = _last_values(best_config, schedule, str(best["trial_id"]))
@@ -286,25 +272,6 @@ def tune_model(
     )
     _warn_failures(run.frame, plan.metric)
     return result
-
-
-def _population_scheduler(plan: Any, search: SearchSettings) -> Any:
-    """The "pbt"/"pb2" scheduler over the planned space, refused for trials that cannot
-    checkpoint (scikit-learn estimators) before anything runs."""
-    name = str(search.scheduler).lower()
-    if plan.metadata["kind"] == "sklearn":
-        raise InvalidParameterError(
-            f"scheduler: {name!r} copies the checkpoint of a better member into a worse one, "
-            "and scikit-learn trials do not checkpoint; use scheduler='asha' (iterative "
-            "estimators) or 'fifo', or tune a PyTorch model or a training function that "
-            "checkpoints"
-        )
-    scheduler = make_scheduler(
-        name, max_t=plan.max_t, space=plan.space, seed=search.seed, **search.scheduler_options
-    )
-    plan.metadata["scheduler"] = name
-    plan.metadata["explore"] = str(search.scheduler_options.get("explore", "ray"))
-    return scheduler
 
 
 def _last_values(config: dict[str, Any], schedule: pd.DataFrame, trial_id: str) -> dict[str, Any]:
