@@ -12,8 +12,8 @@ import sys
 import time
 from pathlib import Path
 
-import pandas as pd
 import pytest
+import ray
 from ray import cloudpickle, tune
 from sklearn.linear_model import LogisticRegression
 
@@ -29,7 +29,11 @@ pytestmark = pytest.mark.usefixtures("ray_local")
 def sparse_checkpoints(config):
     """Score grows fastest near x = 0.7; a checkpoint only every second report, so with
     perturbation_interval=1 half the exploit and pause points have no checkpoint (ray#27170).
-    Each start is logged with the checkpoint it restored (None: from scratch)."""
+    Each start is logged with the checkpoint it restored (None: from scratch). With ``hold``,
+    a member waits before that iteration until the file ``gate`` exists (at most a minute): the
+    kill test kills the driver while its members wait there. With ``together``, a member's first
+    report waits until that many members have started (at most a minute): under load one
+    member's worker can start so late that the other has finished alone, with nobody to copy."""
     import json
     import os
     import tempfile
@@ -48,8 +52,17 @@ def sparse_checkpoints(config):
         start, score = restored["iteration"], restored["score"]
     with open(os.path.join(config["side"], trial_id), "a") as f:
         f.write(json.dumps(restored) + "\n")
+    waited = 0.0
+    while len(os.listdir(config["side"])) < config.get("together", 1) and waited < 60:
+        time.sleep(0.05)
+        waited += 0.05
     for iteration in range(start + 1, config["epochs"] + 1):
-        time.sleep(config.get("pause", 0.0))
+        waited = 0.0
+        while iteration == config.get("hold") and waited < 60:
+            if os.path.exists(config["gate"]):
+                break
+            time.sleep(0.05)
+            waited += 0.05
         score += 1.0 - abs(config["x"] - 0.7)
         metrics = {"score": score}
         if iteration % 2:
@@ -85,7 +98,7 @@ def side(tmp_path):
 def test_members_exploit_real_checkpoints_and_the_schedule_is_recorded(tmp_path, side):
     result = hpt_ray.tune_model(
         sparse_checkpoints,
-        {"x": tune.uniform(0.0, 1.0), "epochs": 8, "side": str(side)},
+        {"x": tune.uniform(0.0, 1.0), "epochs": 6, "together": 2, "side": str(side)},
         metric="score",
         mode="max",
         searcher="random",
@@ -93,7 +106,7 @@ def test_members_exploit_real_checkpoints_and_the_schedule_is_recorded(tmp_path,
         scheduler_options={"perturbation_interval": 1, "explore": "gp-ei"},
         num_samples=4,
         max_concurrent=2,  # two members wait: Ray pauses the others to share the slots
-        epochs=8,
+        epochs=6,
         seed=3,
         storage_path=tmp_path / "runs",
         verbose=0,
@@ -126,88 +139,135 @@ def test_members_exploit_real_checkpoints_and_the_schedule_is_recorded(tmp_path,
     assert exploits["config/x"].between(0.0, 1.0).all()
     per_trial = schedule.groupby("trial_id")["config/x"].nunique()
     assert (per_trial > 1).any()
-    # Every member's lineage trains 8 reports, and the best config is its last values.
-    assert (result.trials["iterations"] == 8).all()
+    # Every member's lineage trains 6 reports, and the best config is its last values.
+    assert (result.trials["iterations"] == 6).all()
     best = result.trials.loc[result.trials["final_metric"].idxmax(), "trial_id"]
     last = schedule[schedule["trial_id"] == best].sort_values("iteration").iloc[-1]
     assert result.best_config["x"] == pytest.approx(last["config/x"])
 
 
 DRIVER = """
+import os
 import sys
+import time
 from ray import tune
 import hpt_ray
 
 {function}
 
+storage, mode, side, gate, address = sys.argv[1:]
+if mode == "resume":  # started with the first driver, imports done: resumes once it is killed
+    deadline = time.monotonic() + 300
+    while not os.path.exists(gate) and time.monotonic() < deadline:
+        time.sleep(0.05)
 hpt_ray.tune_model(
     sparse_checkpoints,
-    {{"x": tune.uniform(0.0, 1.0), "epochs": 10, "pause": 0.4, "side": sys.argv[3]}},
+    {{"x": tune.uniform(0.0, 1.0), "epochs": 6, "hold": 4, "side": side, "gate": gate}},
     metric="score", mode="max", searcher="random", scheduler="pbt",
     scheduler_options={{"perturbation_interval": 2}}, num_samples=2, max_concurrent=2,
-    epochs=10, seed=0, storage_path=sys.argv[1], name="exp", resume=sys.argv[2] == "resume",
-    verbose=0,
+    epochs=6, seed=0, storage_path=storage, name="exp", resume=mode == "resume",
+    ray_address=address, verbose=0,
 )
 """
+
+
+def _saved_checkpoints(directory: Path) -> dict[str, int]:
+    """The training iteration of each trial's latest checkpoint in Ray's newest saved
+    experiment state (what a resume restores from)."""
+    states = sorted(directory.glob("experiment_state-*.json"))
+    if not states:
+        return {}
+    try:
+        trials = json.loads(states[-1].read_text())["trial_data"]
+    except (OSError, ValueError, KeyError):
+        return {}  # caught mid-write
+    saved = {}
+    for trial_json, run_json in trials:
+        manager = json.loads(run_json)["checkpoint_manager"]
+        latest = cloudpickle.loads(bytes.fromhex(manager["value"])).latest_checkpoint_result
+        if latest is not None:
+            state = Path(latest.checkpoint.path) / "state.json"
+            saved[json.loads(trial_json)["trial_id"]] = json.loads(state.read_text())["iteration"]
+    return saved
 
 
 @pytest.mark.slow
 @pytest.mark.fault
 def test_a_killed_driver_resumes_the_population(tmp_path, side):
+    # Both drivers join the session's Ray (no Ray start-up each) and Ray saves its experiment
+    # state every second. The first driver's members wait before their 4th report at a gate; it
+    # is killed once Ray's saved state holds a checkpoint of each member (at the 2nd report, the
+    # first perturbation). The second driver starts with the first (its imports cost seconds)
+    # and resumes the run when the gate opens after the kill.
     script = tmp_path / "driver.py"
     script.write_text(DRIVER.format(function=inspect.getsource(sparse_checkpoints)))
-    storage = tmp_path / "runs"
+    storage, gate = tmp_path / "runs", tmp_path / "gate"
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     env["HPT_RAY_SNAPSHOT_BUDGET"] = "1"
+    env["TUNE_GLOBAL_CHECKPOINT_S"] = "1"
+    address = ray.get_runtime_context().gcs_address
     command = [sys.executable, str(script), str(storage)]
+    arguments = [str(side), str(gate), address]
     driver = subprocess.Popen(
-        [*command, "new", str(side)],
+        [*command, "new", *arguments],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
+    resumer = subprocess.Popen(
+        [*command, "resume", *arguments],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     deadline = time.monotonic() + 120
     try:
-        # Kill once the schedule holds reports past the first perturbation of both members.
-        while True:
+        while len(_saved_checkpoints(storage / "exp")) < 2:
             assert driver.poll() is None, "the run ended before it could be killed"
             assert time.monotonic() < deadline, "the population did not get going in time"
-            try:
-                rows = pd.read_parquet(storage / "exp" / "schedule.parquet")
-            except (OSError, ValueError):
-                rows = pd.DataFrame({"iteration": []})
-            if (rows["iteration"] >= 4).sum() >= 2:
-                break
             time.sleep(0.1)
+    except BaseException:
+        os.killpg(resumer.pid, signal.SIGKILL)
+        resumer.wait()
+        raise
     finally:
         os.killpg(driver.pid, signal.SIGKILL)
         driver.wait()
+    saved = _saved_checkpoints(storage / "exp")
     before = read_schedule(storage / "exp")
     assert before is not None
-    assert before["iteration"].max() < 10
+    assert before["iteration"].max() < 4
 
-    resumed = subprocess.run(
-        [*command, "resume", str(side)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    started = {trial_id: len(restored) for trial_id, restored in _starts(side).items()}
+
+    gate.touch()
+    try:
+        _, stderr = resumer.communicate(timeout=300)
+    finally:
+        if resumer.poll() is None:
+            os.killpg(resumer.pid, signal.SIGKILL)
+            resumer.wait()
+    assert resumer.returncode == 0, stderr[-3000:]
     table = hpt_ray.read_results(storage / "exp")
     assert len(table) == 2
-    assert (table["iterations"] == 10).all(), table
+    assert (table["iterations"] == 6).all(), table
     after = read_schedule(storage / "exp")
-    assert after["iteration"].max() == 10
+    assert after["iteration"].max() == 6
     # The resumed scheduler kept the first driver's schedule: its rows are still there.
     kept = before.merge(after, on=["trial_id", "iteration"])
-    assert len(kept) >= len(before) - 2
-    # Each member continued from a checkpoint after the kill, not from scratch.
-    for trial_id, restored in _starts(side).items():
+    assert len(kept) == len(before)
+    # Each member continued from the checkpoint Ray had saved for it, not from scratch.
+    starts = _starts(side)
+    assert set(starts) == set(saved) == set(started)
+    for trial_id, restored in starts.items():
         assert restored[0] is None, (trial_id, restored)
-        assert restored[-1] is not None, (trial_id, restored)
+        assert len(restored) > started[trial_id], (trial_id, restored)
+        first_after_kill = restored[started[trial_id]]
+        assert first_after_kill is not None, (trial_id, restored)
+        assert first_after_kill["iteration"] == saved[trial_id], (trial_id, restored, saved)
 
 
 @pytest.mark.slow
@@ -221,8 +281,7 @@ def test_a_function_that_never_checkpoints_stops_the_run(tmp_path):
             searcher="random",
             scheduler="pbt",
             scheduler_options={"perturbation_interval": 1},
-            num_samples=2,
-            max_concurrent=2,
+            num_samples=1,  # the refusal is per member: one shows it
             epochs=8,
             storage_path=tmp_path,
             verbose=0,
@@ -290,6 +349,25 @@ def test_a_space_without_a_top_level_numeric_parameter_is_refused(tmp_path, spac
     message = _refused(space=space, storage_path=tmp_path)
     assert message.startswith("space: scheduler='pbt'")
     assert "numeric" in message
+
+
+@pytest.mark.parametrize("scheduler", ["pbt", "PB2", "instance"])
+def test_tune_search_cv_refuses_a_population_scheduler(scheduler):
+    if scheduler == "instance":
+        scheduler = hpt_ray.make_scheduler(
+            "pbt", max_t=4, space={"C": tune.loguniform(1e-3, 10.0)}
+        )
+    search = hpt_ray.TuneSearchCV(
+        LogisticRegression(), {"C": [0.1, 1.0]}, scheduler=scheduler, cv=2
+    )
+    with pytest.raises(InvalidParameterError) as info:
+        search.fit([[0.0], [1.0], [2.0], [3.0]], [0, 1, 0, 1])
+    message = str(info.value)
+    assert message.startswith("scheduler: ")
+    assert "scikit-learn models cannot checkpoint-and-exploit" in message
+    assert "TuneSearchCV" in message
+    assert "scheduler: " in hpt_ray.TuneSearchCV.__doc__
+    assert '"pbt"' in hpt_ray.TuneSearchCV.__doc__.split("scheduler:")[1]
 
 
 def test_pbt_outside_tune_model_needs_the_space():
