@@ -10,11 +10,14 @@ pull request. It is built from what an experiment directory holds:
 - ``experiment.yaml`` if present (runs started by ``hpt-ray run``): the space with its domains
   and the command that reproduces the run;
 - each trial's ``result.json`` (Ray writes one JSON line per report): the learning curves,
-  and the timeline (node, start and end of each session of the trial).
+  and the timeline (node, start and end of each session of the trial);
+- ``schedule.parquet`` for a population-based run (``scheduler="pbt"``/``"pb2"``,
+  ``hpt_ray.pbt``): each member's perturbed hyperparameters at every report, with its exploits.
 
-Sections: at a glance; optimization history; learning curves with the scheduler's cut points;
-parameter importance; slice plots; parallel coordinates; resource timeline; the table of all
-trials. Several directories make one report: their histories overlaid, then each experiment.
+Sections: at a glance; optimization history; learning curves with the scheduler's cut points; the
+hyperparameter schedule (population runs only); parameter importance; slice plots; parallel
+coordinates; resource timeline; the table of all trials. Several directories make one report: their
+histories overlaid, then each experiment.
 
 Plots are SVG written here, in Python, with a few lines of vanilla JavaScript for the table
 (sort, filter) and the parallel-coordinates highlight. A plotting library would have to be
@@ -37,6 +40,7 @@ codes for categorical ones), ``y: (n_trials,)`` the metric.
 from __future__ import annotations
 
 import html
+import io
 import json
 import math
 import os
@@ -50,6 +54,7 @@ import numpy as np
 import pandas as pd
 
 from hpt_ray.objective import finite_metric
+from hpt_ray.pbt import SCHEDULE_FILE
 from hpt_ray.storage import (
     LOG_FILE,
     RESULTS_FILE,
@@ -160,6 +165,7 @@ class Experiment:
     sessions: list[Session]
     yaml_text: str | None = None
     yaml_doc: dict[str, Any] = field(default_factory=dict)
+    schedule: pd.DataFrame | None = None  # population runs: schedule.parquet (hpt_ray.pbt)
 
     @property
     def t0(self) -> float | None:
@@ -214,6 +220,7 @@ def load_experiment(directory: str | os.PathLike[str]) -> Experiment:
         sessions=sessions,
         yaml_text=yaml_text,
         yaml_doc=yaml_doc,
+        schedule=_read_schedule(location, remote=remote),
     )
 
 
@@ -248,6 +255,14 @@ def _read_frame(location: str, *, remote: bool) -> pd.DataFrame:
     for column in ("final_metric", "best_metric"):
         frame.loc[~np.isfinite(frame[column].to_numpy(dtype=float)), column] = np.nan
     return frame.reset_index(drop=True)
+
+
+def _read_schedule(location: str, *, remote: bool) -> pd.DataFrame | None:
+    if remote:
+        data = read_remote_file(location, SCHEDULE_FILE)
+        return None if data is None else pd.read_parquet(io.BytesIO(data))
+    path = Path(location) / SCHEDULE_FILE
+    return pd.read_parquet(path) if path.exists() else None
 
 
 def _read_text(location: str, name: str, *, remote: bool) -> str | None:
@@ -1056,6 +1071,66 @@ def curves_chart(exp: Experiment, options: ReportOptions) -> str:
     return chart.svg(legend=legend)
 
 
+def schedule_charts(exp: Experiment) -> str:
+    """A population run's schedule: per perturbed parameter, each member's value over its
+    reports as a step line (one colour per member), a diamond where it copied a donor."""
+    schedule = exp.schedule
+    if schedule is None or schedule.empty:
+        return _empty("No schedule.parquet: not a population-based run.")
+    columns = [c for c in schedule.columns if c.startswith("config/")]
+    members = sorted(schedule["trial_id"].astype(str).unique())
+    color = {m: EXPERIMENT_COLORS[k % len(EXPERIMENT_COLORS)] for k, m in enumerate(members)}
+    params = {p.column: p for p in exp.params}
+    charts = []
+    for column in columns:
+        name = column[len("config/") :]
+        values = schedule[column]
+        kinds = pd.api.types
+        numeric = kinds.is_numeric_dtype(values) and not kinds.is_bool_dtype(values)
+        chart = Chart(440, 240, name, "training iteration (report)", name)
+        xs = chart.set_x(schedule["iteration"].to_numpy(dtype=float))
+        if numeric:
+            x = values.to_numpy(dtype=float)
+            known = params.get(column)
+            # The space's scale when the trials showed it, else how the schedule spreads.
+            log = (known is not None and known.log) or _looks_log(x[np.isfinite(x)])
+            ys = chart.set_y(x, log=log)
+        else:
+            ys = chart.ys = Scale.categorical(
+                sorted({_label(v) for v in values}, key=_category_key), chart.y0, chart.y1
+            )
+        for member in members:
+            rows = schedule[schedule["trial_id"].astype(str) == member].sort_values("iteration")
+            points: list[tuple[float, float]] = []
+            for _, row in rows.iterrows():
+                px, py = xs(row["iteration"]), ys(row[column])
+                if points:
+                    points.append((px, points[-1][1]))  # held until this report, then stepped
+                points.append((px, py))
+                donor = row.get("exploited_from")
+                if donor is not None and not pd.isna(donor):
+                    chart.add(
+                        f'<path d="M{px:.1f},{py - 4:.1f}l4,4l-4,4l-4,-4z" '
+                        f'fill="{color[member]}"><title>trial {_esc(member)} copied '
+                        f"{_esc(donor)}'s checkpoint at iteration {_esc(row['iteration'])}; "
+                        f"{_esc(name)}={_esc(_label(row[column]))}</title></path>"
+                    )
+            tip = f"<title>trial {_esc(member)}: {_esc(name)} per report</title>"
+            chart.add(
+                _polyline(points, f'stroke="{color[member]}" stroke-width="1.5"').replace(
+                    "/>", f">{tip}</polyline>"
+                )
+            )
+        charts.append(chart.svg())
+    exploits = int(schedule["exploited_from"].notna().sum())
+    caption = (
+        f'<p class="note">{len(members)} members, {exploits} exploit(s); the table is '
+        f"{_esc(SCHEDULE_FILE)} (<code>hpt_ray.pbt.read_schedule</code>, "
+        "<code>TuneResult.schedule</code>).</p>"
+    )
+    return caption + '<div class="grid">' + "".join(charts) + "</div>"
+
+
 def importance_chart(imp: Importance) -> str:
     if imp.note:
         return _empty(f"Parameter importance: {imp.note}.")
@@ -1388,6 +1463,19 @@ def experiment_sections(exp: Experiment, index: int, options: ReportOptions) -> 
                 "diverged (at the bottom when they reported no metric).",
             ),
             _section("curves", index, "Learning curves", curves_chart(exp, options), curve_note),
+            (
+                _section(
+                    "schedule",
+                    index,
+                    "Hyperparameter schedule",
+                    schedule_charts(exp),
+                    "Population-based training: each member's perturbed values per report; "
+                    "diamonds: the member copied a better member's checkpoint (exploit) and "
+                    "went on with new values (explore).",
+                )
+                if exp.schedule is not None
+                else ""
+            ),
             _section(
                 "importance", index, "Parameter importance", importance_chart(imp), importance_note
             ),

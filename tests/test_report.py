@@ -264,6 +264,61 @@ def test_cut_points_and_rungs_are_shown(tmp_path: Path) -> None:
     assert "cut@2 (4)" in curves
 
 
+def test_a_population_run_shows_each_members_schedule(tmp_path: Path) -> None:
+    from ray import tune
+
+    from hpt_ray.pbt import make_population_scheduler
+
+    trials = [
+        {"trial_id": t, "status": "completed", "config": {"lr": lr, "act": "relu"}, "curve": c}
+        for t, lr, c in (("a", 1e-2, [0.5, 0.7, 0.8]), ("b", 1e-4, [0.3, 0.4, 0.8]))
+    ]
+    directory = write_experiment(tmp_path / "pbt", trials)
+    # The schedule as the population scheduler writes it (hpt_ray.pbt), without a Ray run:
+    # member b copies a's checkpoint after its second report and goes on with a's values.
+    scheduler = make_population_scheduler(
+        "pbt",
+        max_t=3,
+        space={"lr": tune.loguniform(1e-5, 1e-1), "act": tune.choice(["relu", "tanh"])},
+        log_config=False,
+    )
+    for iteration in (1, 2, 3):
+        for member, lr, act in (
+            ("a", 1e-2, "relu"),
+            ("b", 1e-4 if iteration < 3 else 2e-2, "tanh"),
+        ):
+            copied = member == "b" and iteration == 3
+            scheduler.schedule_rows.append(
+                {
+                    "trial_id": member,
+                    "iteration": iteration,
+                    "metric": 0.1 * iteration,
+                    "exploited_from": "a" if copied else None,
+                    "checkpoint": "/runs/a/checkpoint_000001" if copied else None,
+                    "config/lr": lr,
+                    "config/act": act if not copied else "relu",
+                }
+            )
+    scheduler.write_tables(directory)
+    text = report_html(directory).read_text()
+    schedule = section(text, "schedule")
+    assert "2 members, 1 exploit(s)" in schedule
+    assert schedule.count("<svg") == 2  # one step plot per perturbed parameter
+    assert 'aria-label="lr"' in schedule
+    assert 'aria-label="act"' in schedule
+    assert "trial b copied a's checkpoint at iteration 3; lr=0.02" in schedule
+    # Runs of other schedulers have no schedule section.
+    assert (
+        'id="schedule-0"'
+        not in report_html(write_experiment(tmp_path / "asha", trials)).read_text()
+    )
+    binary = browser()
+    if binary is not None:
+        dom = chromium(binary, "--dump-dom", (directory / "report.html").as_uri()).stdout
+        assert 'data-ready="1"' in dom
+        assert 'id="schedule-0" data-section="schedule"' in dom
+
+
 def test_zero_finished_trials(tmp_path: Path) -> None:
     trials = [
         {"trial_id": f"r{i}", "status": "running", "config": {"x": i / 3}, "curve": []}
