@@ -44,9 +44,12 @@ _EXPORTS = {
     "report_html": "hpt_ray.html_report",
     "HypergradientOptimizer": "trainables.hypergradient",
     "hypergradient": "trainables.hypergradient",
+    "CheckpointRequiredError": "hpt_ray.pbt",
+    "read_schedule": "hpt_ray.pbt",
 }
 __all__ = [
     "Checkpoint",
+    "CheckpointRequiredError",
     "ExperimentExistsError",
     "ExperimentInterrupted",
     "HypergradientOptimizer",
@@ -58,6 +61,7 @@ __all__ = [
     "load_model",
     "make_scheduler",
     "read_results",
+    "read_schedule",
     "report",
     "report_html",
     "tune_model",
@@ -67,6 +71,7 @@ __all__ = [
 if TYPE_CHECKING:
     from hpt_ray.function import Checkpoint, get_checkpoint, report, with_data
     from hpt_ray.html_report import report_html
+    from hpt_ray.pbt import CheckpointRequiredError, read_schedule
     from hpt_ray.schedulers import make_scheduler
     from hpt_ray.search_cv import TuneSearchCV
     from hpt_ray.table import read_results

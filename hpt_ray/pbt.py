@@ -256,7 +256,12 @@ def make_population_scheduler(
 
 
 def read_schedule(directory: str | os.PathLike[str]) -> pd.DataFrame | None:
-    """The schedule of a population run's directory (module docstring), None for other runs."""
+    """The schedule of a population run (module docstring: one row per report of every member,
+    with its perturbed values and exploits), or None for a run of another scheduler.
+
+    Args:
+        directory: the run's directory (``TuneResult.path``), holding ``schedule.parquet``.
+    """
     path = os.path.join(os.fspath(directory), SCHEDULE_FILE)
     if not os.path.exists(path):
         return None
