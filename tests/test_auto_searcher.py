@@ -127,19 +127,19 @@ def test_tpe_prefers_the_good_region() -> None:
     assert abs(float(np.median(asks)) - 0.2) < 0.1, asks
 
 
-def test_tpe_pending_points_push_the_next_ask_away() -> None:
-    """The constant liar: a pending point right at the good region lowers l/g there."""
+def test_tpe_pending_points_lower_the_ratio_where_they_are() -> None:
+    """The constant liar: pending points at the good region join the bad set, so l/g drops
+    there (and only a little far from them), and concurrent asks spread out."""
     space = from_ray({"x": tune.uniform(0.0, 1.0)})
-    base = TPECore(space, rng=np.random.default_rng(1), options=TPEOptions(n_startup=2))
+    core = TPECore(space, rng=np.random.default_rng(1), options=TPEOptions(n_startup=2))
     for x in np.linspace(0.0, 1.0, 21):
-        base.tell(np.array([x]), float((x - 0.2) ** 2))
-    state = base.state()
-    free = TPECore.from_state(space, state)
-    busy = TPECore.from_state(space, state)
-    crowd = np.full((8, 1), 0.2)
-    gaps_free = [abs(float(free.ask(np.zeros((0, 1)))[0]) - 0.2) for _ in range(30)]  # type: ignore[index]
-    gaps_busy = [abs(float(busy.ask(crowd)[0]) - 0.2) for _ in range(30)]  # type: ignore[index]
-    assert np.mean(gaps_busy) > np.mean(gaps_free)
+        core.tell(np.array([x]), float((x - 0.2) ** 2))
+    at = np.array([[0.2], [0.7]])
+    free = core.log_ratio(at, np.zeros((0, 1)))
+    busy = core.log_ratio(at, np.full((4, 1), 0.2))
+    drop = free - busy  # (2,)
+    assert drop[0] > 0.3, drop
+    assert drop[0] > 2 * drop[1], drop
 
 
 def test_tpe_categorical_kernel_keeps_the_good_category() -> None:
