@@ -47,15 +47,20 @@ The gradient in ``c`` is the loss's (``p.grad``), without the weight-decay term:
 tunes the rate for the loss the model is trained and scored on. The first step (no previous
 ``d``) and a step where either norm is zero (frozen parameters, a zero gradient) leave ``s``.
 
-Cost per step: three concatenations of the parameters or gradients, one subtraction, one dot
-product and two norms, and one transfer of three numbers to the host (``BENCHMARKS.md``,
-"Hypergradient learning rates", measures the overhead). Memory: one flat copy of the parameters.
+Cost per step (``BENCHMARKS.md``, "Hypergradient learning rates", measures it): the adapter
+keeps one ``(2, P)`` buffer, row 0 the gradient and row 1 the last step, whose rows are viewed as
+the parameters' shapes; a step costs two fused copies into it (``torch._foreach_copy_``: the
+gradients, and the parameters before the base step), one fused subtraction after it
+(``torch._foreach_sub_``), one ``(2, P) @ (P, 2)`` product that gives ``g . d``, ``|g|^2`` and
+``|d|^2`` at once, and one transfer of those numbers to the host (the base optimizer takes its
+rate as a Python float). No allocation per step; memory: ``2 P`` values.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+import operator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -157,8 +162,14 @@ class HypergradientOptimizer(torch.optim.Optimizer):
         self.optimizer = optimizer
         self.options = HypergradientOptions(beta=float(beta), lower=lower, upper=upper)
         self.log_scale = 0.0
-        # (P,) the last step's displacement d_{t-1}; None before the first step.
-        self._displacement: torch.Tensor | None = None
+        # (2, P): row 0 the gradient g_t, row 1 minus the last step, -d_{t-1} (the parameters
+        # before the step minus after it: one fused subtraction, no negation); built on the first
+        # step and again if the parameters change.
+        self._buffer: torch.Tensor | None = None
+        self._grad_rows: list[torch.Tensor] = []  # row 0 viewed as each parameter's shape
+        self._step_rows: list[torch.Tensor] = []  # row 1 viewed as each parameter's shape
+        self._buffer_params: list[torch.Tensor] = []  # the parameters the views follow
+        self._has_step = False  # row 1 holds a step (not before the first step)
         self._step_lrs: list[float] = []  # the last group's rate of each step since lr_stats
         # Registers the groups (the same dicts, so the lists below share them) and hooks.
         super().__init__(optimizer.param_groups, optimizer.defaults)
@@ -197,11 +208,13 @@ class HypergradientOptimizer(torch.optim.Optimizer):
                 "HypergradientOptimizer.step takes no closure (SGD, Adam and AdamW need none)."
             )
         params = self._params()
-        if self._displacement is not None:
+        if not _same(params, self._buffer_params):
+            self._make_buffer(params)  # also forgets the last step: it was another model's
+        if self._has_step:
             self._adapt(params)
         scale = self.scale
         nominal = [group["lr"] for group in self.param_groups]
-        before = _flat([p.detach() for p in params])  # (P,)
+        torch._foreach_copy_(self._step_rows, params)  # row 1 = theta_t
         for group, lr in zip(self.param_groups, nominal, strict=True):
             group["lr"] = lr * scale
         try:
@@ -209,7 +222,8 @@ class HypergradientOptimizer(torch.optim.Optimizer):
         finally:
             for group, lr in zip(self.param_groups, nominal, strict=True):
                 group["lr"] = lr
-        self._displacement = _flat([p.detach() for p in params]).sub_(before)  # (P,)
+        torch._foreach_sub_(self._step_rows, params)  # row 1 = theta_t - theta_{t+1} = -d_t
+        self._has_step = True
         self._step_lrs.append(scale * float(nominal[-1]))
         return None
 
@@ -253,7 +267,7 @@ class HypergradientOptimizer(torch.optim.Optimizer):
             "hypergradient": {
                 "version": STATE_VERSION,
                 "log_scale": self.log_scale,
-                "displacement": None if self._displacement is None else self._displacement.clone(),
+                "displacement": self._displacement(),  # (P,) d_{t-1}, or None
                 "beta": self.options.beta,
             },
         }
@@ -268,7 +282,7 @@ class HypergradientOptimizer(torch.optim.Optimizer):
         """
         if "hypergradient" not in state_dict:
             self._load_base(state_dict)
-            self.log_scale, self._displacement = 0.0, None
+            self.log_scale, self._has_step = 0.0, False
             return
         own = state_dict["hypergradient"]
         if own.get("version") != STATE_VERSION:
@@ -281,16 +295,19 @@ class HypergradientOptimizer(torch.optim.Optimizer):
         lo, hi = math.log(self.options.lower), math.log(self.options.upper)
         self.log_scale = min(max(log_scale, lo), hi)
         displacement = own["displacement"]
+        params = self._params()
+        self._make_buffer(params)
         if displacement is not None:
-            params = self._params()
             size = sum(p.numel() for p in params)
             if displacement.numel() != size:
                 raise InvalidParameterError(
                     f"hypergradient state holds a step of {displacement.numel()} values but the "
                     f"optimizer has {size} parameters; it belongs to another model."
                 )
-            displacement = displacement.to(device=params[0].device, dtype=params[0].dtype)
-        self._displacement = displacement
+            assert self._buffer is not None
+            with torch.no_grad():
+                self._buffer[1].copy_(displacement.reshape(-1)).neg_()  # row 1 holds -d
+            self._has_step = True
         self._step_lrs = []
 
     # ------------------------------------------------------------------------------- helpers
@@ -304,22 +321,45 @@ class HypergradientOptimizer(torch.optim.Optimizer):
     def _params(self) -> list[torch.Tensor]:
         return [p for group in self.param_groups for p in group["params"]]
 
+    @torch.no_grad()  # the views are written in place under no_grad only
+    def _make_buffer(self, params: list[torch.Tensor]) -> None:
+        size = sum(p.numel() for p in params)
+        first = params[0]
+        self._buffer = torch.zeros(2, size, device=first.device, dtype=first.dtype)  # (2, P)
+        self._grad_rows, self._step_rows, start = [], [], 0
+        for p in params:
+            self._grad_rows.append(self._buffer[0, start : start + p.numel()].view_as(p))
+            self._step_rows.append(self._buffer[1, start : start + p.numel()].view_as(p))
+            start += p.numel()
+        self._buffer_params = list(params)
+        self._has_step = False
+
+    def _displacement(self) -> torch.Tensor | None:
+        """``d_{t-1}`` as one flat ``(P,)`` tensor (the state dict's form), or None."""
+        if not self._has_step or self._buffer is None:
+            return None
+        return self._buffer[1].neg()  # (P,)
+
     def _adapt(self, params: list[torch.Tensor]) -> None:
-        assert self._displacement is not None
-        grads = [p.grad.detach() if p.grad is not None else torch.zeros_like(p) for p in params]
-        g = _flat(grads)  # (P,)
-        d = self._displacement  # (P,)
-        if g.numel() != d.numel():  # parameters were added since the last step
-            return
-        sums = torch.stack([torch.dot(g, d), g.norm(), d.norm()]).double().tolist()  # (3,)
-        dot, g_norm, d_norm = sums
-        denominator = g_norm * d_norm
+        assert self._buffer is not None
+        grads = [p.grad for p in params]
+        if all(grad is not None for grad in grads):
+            torch._foreach_copy_(self._grad_rows, grads)  # type: ignore[arg-type]
+        else:  # a parameter without a gradient (frozen) contributes nothing
+            for grad, row in zip(grads, self._grad_rows, strict=True):
+                if grad is None:
+                    row.zero_()
+                else:
+                    row.copy_(grad)
+        gram = self._buffer @ self._buffer.T  # (2, 2): [[|g|^2, -g.d], [-g.d, |d|^2]]
+        (g_sq, minus_dot), (_, d_sq) = gram.tolist()  # the one transfer to the host
+        dot = -minus_dot
+        denominator = math.sqrt(g_sq * d_sq) if g_sq >= 0.0 and d_sq >= 0.0 else math.nan
         if not (denominator > 0.0 and math.isfinite(denominator) and math.isfinite(dot)):
             return  # a zero or non-finite gradient or step says nothing about the rate
         cosine = min(1.0, max(-1.0, dot / denominator))
         lo, hi = math.log(self.options.lower), math.log(self.options.upper)
         self.log_scale = min(max(self.log_scale - self.options.beta * cosine, lo), hi)
-
 
 def hypergradient(
     optimizer: torch.optim.Optimizer,
@@ -347,5 +387,6 @@ def base_state_dict(state_dict: dict[str, Any]) -> dict[str, Any]:
     return state_dict["base"] if "hypergradient" in state_dict else state_dict
 
 
-def _flat(tensors: Iterable[torch.Tensor]) -> torch.Tensor:
-    return torch.cat([t.reshape(-1) for t in tensors])  # (P,)
+def _same(params: list[torch.Tensor], known: list[torch.Tensor]) -> bool:
+    """The same parameter tensors, in the same order (identity, not values)."""
+    return len(params) == len(known) and all(map(operator.is_, params, known))
