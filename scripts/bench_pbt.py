@@ -79,9 +79,17 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--methods", nargs="+", default=list(METHODS), help="at population 4")
     parser.add_argument(
+        "--replot", action="store_true", help="table and plot from bench.csv, nothing run"
+    )
+    parser.add_argument(
         "--methods-8", nargs="+", default=["pbt-ray"], help="at population 8 (the goal's anchor)"
     )
     args = parser.parse_args()
+    if args.replot:
+        data = pd.read_csv(OUT / "bench.csv")
+        write_table(data)
+        plot(data)
+        return
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     OUT.mkdir(parents=True, exist_ok=True)
@@ -135,7 +143,12 @@ def plot(data: pd.DataFrame) -> None:
 
     fig, ax = plt.subplots(figsize=(8, 5))
     for (method, population), group in data.groupby(["method", "population"]):
-        curve = group.groupby("epochs_total")["best_so_far"].mean()
+        # Each seed's best so far, held to the longest run's end (runs differ in length: a
+        # member that copies a donor continues from the donor's epoch), then the mean.
+        per_seed = group.pivot_table(
+            index="epochs_total", columns="seed", values="best_so_far", aggfunc="max"
+        )
+        curve = per_seed.reindex(range(1, int(per_seed.index.max()) + 1)).ffill().mean(axis=1)
         ax.plot(
             curve.index,
             curve.values,
