@@ -8,16 +8,19 @@ trainable's own training core (`resolve_settings`, `make_optimizer`, `set_epoch_
 (a) a log grid of initial learning rates (1e-5 .. 1e0, 11 points), with and without
     ``lr_adaptation="hypergradient"`` (``beta`` fixed at each of ``--betas``): final accuracy
     per seed; the range of initial rates whose mean accuracy is within 1 point of the best (as
-    max/min, the grid's half-decade steps giving its resolution);
+    max/min, the grid's half-decade steps giving its resolution), against the arm's own best and
+    against the plain arm's best (what a tuned plain run reaches);
 (b) a random search of ``--trials`` trials per seed: ``lr`` log-uniform on 1e-5 .. 1e0 (the same
-    draws for both arms), plus ``hypergradient_beta`` log-uniform on 0.005 .. 0.2 with the
-    adapter; the best final validation accuracy of each search;
-(c) the CPU time of a training step with and without the adapter (same model, same batches,
-    runs alternated, the first epoch of each left out as warm-up; median over epochs).
+    draws for both arms), plus ``hypergradient_beta`` with the
+    adapter (log-uniform on 0.03 .. 1); the best final validation accuracy of each search;
+(c) the CPU time of a training step with and without the adapter: both arms built in this
+    process, one epoch of each in turn (``--repeats`` rounds after one of warm-up), the median
+    epoch divided by its steps.
 
 Writes ``scripts/results/hypergradient/results.json`` and prints the tables BENCHMARKS.md holds::
 
-    OMP_NUM_THREADS=1 .venv/bin/python scripts/bench_hypergradient.py --seeds 3
+    OMP_NUM_THREADS=1 .venv/bin/python scripts/bench_hypergradient.py --seeds 3 --first-seed 3 \
+        --betas 0.5,0.1,0.3
 """
 
 from __future__ import annotations
@@ -57,16 +60,10 @@ GRID = [10.0**e for e in np.linspace(-5.0, 0.0, 11)]  # (11,) half-decade steps
 OUT = Path(__file__).parent / "results" / "hypergradient"
 
 
-def train(
-    data: Dataset,
-    model: str,
-    lr: float,
-    *,
-    seed: int,
-    beta: float | None,
-    epochs: int | None = None,
-) -> dict[str, float]:
-    """One training run; ``beta=None`` trains without the adapter."""
+def build(
+    data: Dataset, model: str, lr: float, *, seed: int, beta: float | None, epochs: int | None
+) -> tuple[nn.Module, torch.optim.Optimizer, Any, ArrayBatches, Any]:
+    """The model, optimizer, settings, batches and layers of one run (``beta=None``: plain)."""
     factory, model_config, default_epochs = MODELS[model]
     config: dict[str, Any] = {
         **model_config,
@@ -91,7 +88,22 @@ def train(
         }
     )
     layers = model_layers(net)
-    optimizer = make_optimizer(layers, settings.recipe)
+    return net, make_optimizer(layers, settings.recipe), settings, batches, layers
+
+
+def train(
+    data: Dataset,
+    model: str,
+    lr: float,
+    *,
+    seed: int,
+    beta: float | None,
+    epochs: int | None = None,
+) -> dict[str, float]:
+    """One training run; ``beta=None`` trains without the adapter."""
+    net, optimizer, settings, batches, layers = build(
+        data, model, lr, seed=seed, beta=beta, epochs=epochs
+    )
     loss_fn = nn.CrossEntropyLoss()
     epoch_seconds = []
     train_loss = math.nan
@@ -117,10 +129,15 @@ def train(
     }
 
 
-def good_range(lrs: list[float], accuracy: list[float]) -> tuple[float, float, float]:
-    """(lowest, highest) initial rate within 1 point of the best, and their ratio."""
-    best = max(accuracy)
+def good_range(
+    lrs: list[float], accuracy: list[float], best: float | None = None
+) -> tuple[float, float, float]:
+    """(lowest, highest) initial rate within 1 point of ``best`` (default: the best of
+    ``accuracy``), and their ratio; (nan, nan, 0) if none is."""
+    best = max(accuracy) if best is None else best
     good = [lr for lr, acc in zip(lrs, accuracy, strict=True) if acc >= best - 0.01]
+    if not good:
+        return math.nan, math.nan, 0.0
     return min(good), max(good), max(good) / min(good)
 
 
@@ -135,18 +152,26 @@ def grid_part(data: Dataset, seeds: list[int], betas: list[float]) -> dict[str, 
                 for seed in seeds
             ]  # (n_seeds, n_grid)
             mean = np.mean(rows, axis=0).tolist()  # (n_grid,)
+            sem = (np.std(rows, axis=0, ddof=1) / math.sqrt(len(seeds))).tolist()  # (n_grid,)
             lo, hi, ratio = good_range(GRID, mean)
+            # The same rule against the plain arm's best: the accuracy a tuned plain run reaches.
+            plain_best = out[f"{model}/plain"]["best"] if arm_beta is not None else max(mean)
+            plo, phi, pratio = good_range(GRID, mean, plain_best)
             out[f"{model}/{arm}"] = {
                 "accuracy": rows,
                 "mean": mean,
+                "sem": sem,
                 "best": max(mean),
                 "good_low": lo,
                 "good_high": hi,
                 "good_ratio": ratio,
+                "good_vs_plain_best": [plo, phi, pratio],
             }
             print(
                 f"grid {model:4s} {arm:13s} best {max(mean):.4f} good {lo:.1e}..{hi:.1e} "
-                f"({ratio:.0f}x)  " + " ".join(f"{a:.3f}" for a in mean),
+                f"({ratio:.0f}x; vs plain's best {pratio:.0f}x)  "
+                + " ".join(f"{a:.3f}" for a in mean)
+                + f"  mean sem {statistics.fmean(sem):.3f}",
                 flush=True,
             )
     return out
@@ -160,7 +185,7 @@ def search_part(data: Dataset, seeds: list[int], trials: int) -> dict[str, Any]:
             for seed in seeds:
                 rng = np.random.default_rng([17, seed])
                 lrs = 10.0 ** rng.uniform(-5.0, 0.0, trials)  # (trials,) same draws per arm
-                betas = 10.0 ** rng.uniform(math.log10(0.005), math.log10(0.2), trials)
+                betas = 10.0 ** rng.uniform(math.log10(0.03), math.log10(1.0), trials)
                 accuracy = [
                     train(
                         data,
@@ -185,13 +210,25 @@ def search_part(data: Dataset, seeds: list[int], trials: int) -> dict[str, Any]:
 def overhead_part(data: Dataset, repeats: int, beta: float) -> dict[str, Any]:
     out: dict[str, Any] = {}
     steps = math.ceil(data.X_train.shape[0] / 64)
+    loss_fn = nn.CrossEntropyLoss()
     for model in MODELS:
-        plain: list[float] = []
-        adapted: list[float] = []
-        for r in range(repeats):  # alternated, so load on the shared cores hits both arms
-            plain += train(data, model, 1e-3, seed=r, beta=None, epochs=3)["epoch_seconds"][1:]
-            adapted += train(data, model, 1e-3, seed=r, beta=beta, epochs=3)["epoch_seconds"][1:]
-        p, a = statistics.median(plain) / steps, statistics.median(adapted) / steps
+        # Both arms in this process, one epoch each in turn, so that the load on the shared cores
+        # and the CPU's clock hit both alike; the first round is warm-up.
+        arms = {
+            name: build(data, model, 1e-3, seed=0, beta=arm_beta, epochs=repeats + 1)
+            for name, arm_beta in (("plain", None), ("adapted", beta))
+        }
+        seconds: dict[str, list[float]] = {name: [] for name in arms}
+        for epoch in range(1, repeats + 2):
+            for name, (net, optimizer, settings, batches, _) in arms.items():
+                start = time.thread_time()
+                _train_epoch(
+                    net, optimizer, None, loss_fn, batches, settings, epoch, "classification"
+                )
+                if epoch > 1:
+                    seconds[name].append(time.thread_time() - start)
+        p = statistics.median(seconds["plain"]) / steps
+        a = statistics.median(seconds["adapted"]) / steps
         out[model] = {"plain_step_ms": 1e3 * p, "adapted_step_ms": 1e3 * a, "overhead": a / p - 1}
         print(
             f"step {model:4s} plain {1e3 * p:.3f} ms  adapted {1e3 * a:.3f} ms  "
@@ -204,14 +241,15 @@ def overhead_part(data: Dataset, repeats: int, beta: float) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--first-seed", type=int, default=0, help="seeds first .. first+seeds-1")
     parser.add_argument("--trials", type=int, default=12)
-    parser.add_argument("--betas", default="0.1", help="grid arms (the first: search, time)")
-    parser.add_argument("--repeats", type=int, default=8)
+    parser.add_argument("--betas", default="0.3", help="grid arms (the first: search, time)")
+    parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--parts", default="grid,search,overhead")
     args = parser.parse_args()
     torch.set_num_threads(1)
     data = load_data("digits", seed=0)
-    seeds = list(range(args.seeds))
+    seeds = list(range(args.first_seed, args.first_seed + args.seeds))
     betas = [float(b) for b in args.betas.split(",")]
     start = time.perf_counter()
     results: dict[str, Any] = {"args": vars(args), "grid_lrs": GRID}

@@ -80,7 +80,19 @@ def test_regression_refuses_classification_only_options() -> None:
     with pytest.raises(ValueError, match=r"class_weights'\] apply to classification"):
         _plan("diabetes", class_weights="balanced")
     plan = _plan("diabetes", loss="huber", metrics={"mae": lambda y, p: np.abs(y - p).mean()})
-    assert plan.keys == ["epoch", "train_loss", "val_loss", "val_r2", "val_mae", "lr"]
+    assert plan.keys == [
+        "epoch",
+        "train_loss",
+        "val_loss",
+        "val_r2",
+        "val_mae",
+        "lr",
+        "lr_min",
+        "lr_mean",
+        "lr_max",
+    ]
+    # Every one of them is a key a trial reports, so each can be monitored.
+    assert _plan(monitor="lr_max").data.options.monitor == "lr_max"
 
 
 def test_init_checkpoint_must_hold_a_state_dict(tmp_path: Path) -> None:

@@ -226,10 +226,12 @@ def check_against_data(options: TrainerOptions, task: str, n_classes: int | None
 
 
 def metric_keys(task: str, options: TrainerOptions) -> list[str]:
-    """Every numeric key a trial reports, in report order."""
+    """Every numeric key a trial reports, in report order (``lr_min``, ``lr_mean``, ``lr_max``:
+    the head's rate over the epoch's steps, which moves with ``lr_adaptation``)."""
     quality = "val_accuracy" if task == "classification" else "val_r2"
     extra = [f"val_{name}" for name in options.metrics]
-    return ["epoch", "train_loss", "val_loss", quality, *extra, "lr"]
+    rates = ["lr", "lr_min", "lr_mean", "lr_max"]
+    return ["epoch", "train_loss", "val_loss", quality, *extra, *rates]
 
 
 def make_loss(options: TrainerOptions, task: str, class_weights: torch.Tensor | None) -> LossFn:

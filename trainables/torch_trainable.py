@@ -40,7 +40,7 @@ Training keys (config keys, searchable; defaults from `make_torch_trainable` /
   (0.1) for "step", ``warmup_epochs`` (0, linear warmup): per-epoch factors, see
   ``trainables.torch_recipe``;
 - ``lr_adaptation`` (None / "none" | "hypergradient"; sgd, adam and adamw) and
-  ``hypergradient_beta`` (0.1, in (0, 1]): the optimizer adapts the learning rate every step
+  ``hypergradient_beta`` (0.5, in (0, 1]): the optimizer adapts the learning rate every step
   from consecutive gradients (Baydin et al., ICLR 2018; ``trainables.hypergradient``), starting
   from ``lr``; the per-epoch schedule scales the adapted rate (``trainables.torch_recipe``). Both
   are searchable: the outer search still picks the initial ``lr`` and ``beta``;
