@@ -27,30 +27,14 @@ from ray.tune import Callback
 
 from hpt_ray.objective import MetricNotReportedError, better, finite_metric, missing_metric_message
 from hpt_ray.storage import RESULTS_FILE, RemoteMirror
-from hpt_ray.table import FINAL_STATUSES, records_to_frame, to_jsonable, write_results
-from hpt_ray.trial_log import ROW_FIELDS, TrialLog, TrialRecord, pickle_config, read_log
-
-# Keys every Ray result carries: not the trainable's own metrics.
-RAY_KEYS = frozenset(
-    {
-        "time_this_iter_s",
-        "done",
-        "training_iteration",
-        "trial_id",
-        "date",
-        "timestamp",
-        "time_total_s",
-        "pid",
-        "hostname",
-        "node_ip",
-        "config",
-        "time_since_restore",
-        "iterations_since_restore",
-        "checkpoint_dir_name",
-        "experiment_tag",
-        "should_checkpoint",
-    }
+from hpt_ray.table import (
+    FINAL_STATUSES,
+    RAY_KEYS,
+    records_to_frame,
+    to_jsonable,
+    write_results,
 )
+from hpt_ray.trial_log import ROW_FIELDS, TrialLog, TrialRecord, pickle_config, read_log
 
 
 def _sigint_sentinel(signum: int, frame: Any) -> None:

@@ -12,7 +12,12 @@ Columns of ``results.parquet``:
     best_iteration; iterations (reports made); bad_reports (reports whose metric was NaN, inf or
     not a number); wall_time_s; error (the exception's last line, or what the trainable reported
     as ``trial_error``); checkpoint (path of the latest checkpoint); config_json (the config as
-    JSON); and one ``config/<name>`` column per parameter (nested keys joined by "/").
+    JSON); one ``config/<name>`` column per parameter (nested keys joined by "/"); and one
+    ``last/<key>`` column per number the trainable reported in its last report (``last/val_loss``,
+    ``last/lr_mean``, ...; Ray's own keys, `RAY_KEYS`, and text or booleans left out), so that
+    what a trial ended with is in the table and not only its ranked metric (issue #17: the
+    hypergradient's per-epoch ``lr_min``/``lr_mean``/``lr_max``). A key some trials never reported
+    is empty in their rows.
 
 Statuses are recorded from what ended each trial, not inferred from its length:
     completed: the trainable returned (or reached the scheduler's ``max_t``);
@@ -35,6 +40,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -51,6 +57,29 @@ from hpt_ray.trial_log import TrialRecord, read_log
 from searchers.files import atomic_write
 
 META_VERSION = 1
+LAST_PREFIX = "last/"
+
+# Keys every Ray result carries: not the trainable's own metrics.
+RAY_KEYS = frozenset(
+    {
+        "time_this_iter_s",
+        "done",
+        "training_iteration",
+        "trial_id",
+        "date",
+        "timestamp",
+        "time_total_s",
+        "pid",
+        "hostname",
+        "node_ip",
+        "config",
+        "time_since_restore",
+        "iterations_since_restore",
+        "checkpoint_dir_name",
+        "experiment_tag",
+        "should_checkpoint",
+    }
+)
 
 STATUSES = (
     "completed",
@@ -87,6 +116,8 @@ def records_to_frame(records: list[TrialRecord]) -> pd.DataFrame:
         }
         for name, value in flatten(r.config).items():
             row[f"config/{name}"] = to_jsonable(value)
+        for key, number in last_numbers(r.last_result).items():
+            row[f"{LAST_PREFIX}{key}"] = number
         rows.append(row)
     frame = pd.DataFrame(rows)
     for column in ("final_metric", "best_metric", "wall_time_s"):
@@ -95,6 +126,12 @@ def records_to_frame(records: list[TrialRecord]) -> pd.DataFrame:
     for column in ("best_iteration", "iterations", "bad_reports"):
         if column in frame:
             frame[column] = frame[column].astype("Int64")
+    for column in [c for c in frame.columns if c.startswith(LAST_PREFIX)]:
+        values = [row.get(column) for row in rows]
+        if all(v is None or isinstance(v, int) for v in values):
+            frame[column] = pd.array(values, dtype="Int64")  # epoch 3, not 3.0
+        else:
+            frame[column] = pd.Series(values, dtype="float64")
     for column in [c for c in frame.columns if c.startswith("config/")]:
         # Types from the rows that have the parameter: in a conditional space a branch's
         # parameters are missing (empty, not NaN) where their branch was not chosen.
@@ -110,6 +147,20 @@ def records_to_frame(records: list[TrialRecord]) -> pd.DataFrame:
         elif gaps:
             frame[column] = pd.Series(values, dtype=object if kinds - {int, float} else "float64")
     return frame
+
+
+def last_numbers(result: Mapping[str, Any]) -> dict[str, int | float]:
+    """The trainable's own numbers in a report: ints and floats (numpy scalars too), not
+    booleans, text, nested values or `RAY_KEYS`."""
+    numbers: dict[str, int | float] = {}
+    for key, value in result.items():
+        if key in RAY_KEYS or isinstance(value, (bool, np.bool_)):
+            continue
+        if isinstance(value, (int, np.integer)):
+            numbers[str(key)] = int(value)
+        elif isinstance(value, (float, np.floating)):
+            numbers[str(key)] = float(value)
+    return numbers
 
 
 def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -127,6 +127,34 @@ def test_each_optimizer_adapts_and_resumes_bit_identically(name):
         assert torch.equal(p, q.detach())
 
 
+def test_the_saved_step_is_the_parameters_change():
+    # The state dict's "displacement" is d = theta_after - theta_before of the last step (the
+    # format checkpoints written before the buffer rewrite hold too), whatever the adapter keeps.
+    model = _model()
+    opt = hypergradient(torch.optim.Adam(model.parameters(), lr=1e-3))
+    _train(model, opt, 3)
+    before = torch.cat([p.detach().reshape(-1) for p in model.parameters()])  # (P,)
+    _train(model, opt, 1, start=3)
+    after = torch.cat([p.detach().reshape(-1) for p in model.parameters()])  # (P,)
+    saved = opt.state_dict()["hypergradient"]["displacement"]
+    assert torch.equal(saved, after - before)
+
+
+def test_a_frozen_parameter_is_left_out_of_the_cosine():
+    # A parameter without a gradient (requires_grad off) moves nowhere and counts for nothing:
+    # the run equals one whose optimizer never had it.
+    model, twin = _model(), _model()
+    model[0].bias.requires_grad_(False)
+    twin[0].bias.requires_grad_(False)
+    opt = hypergradient(torch.optim.SGD(model.parameters(), lr=1e-3), beta=0.05)
+    trained = [p for p in twin.parameters() if p.requires_grad]
+    twin_opt = hypergradient(torch.optim.SGD(trained, lr=1e-3), beta=0.05)
+    _, rates = _train(model, opt, 10)
+    _, twin_rates = _train(twin, twin_opt, 10)
+    assert rates == pytest.approx(twin_rates, rel=1e-6)
+    assert rates[-1] > rates[0]
+
+
 def test_the_schedule_scales_the_adapted_rate():
     settings = resolve_settings(
         {"lr": 1e-3, "lr_adaptation": "hypergradient", "hypergradient_beta": 0.1},
@@ -286,3 +314,9 @@ def test_tune_model_reports_the_per_step_rates(tmp_path):
         assert row["lr_min"] < row["lr_mean"] < row["lr_max"]  # it moved within the epoch
         beta = row["config/hypergradient_beta"]
         assert row["lr_min"] <= row["lr"] <= row["lr_max"] * math.exp(beta)
+    # ... and in our own trials table, the one TuneResult.trials and results.parquet hold.
+    trials = result.trials.set_index("trial_id")
+    for _, row in table.iterrows():
+        for key in ("lr", "lr_min", "lr_mean", "lr_max", "val_loss"):
+            assert trials.loc[row["trial_id"], f"last/{key}"] == pytest.approx(row[key])
+        assert trials.loc[row["trial_id"], "last/epoch"] == 2
