@@ -25,7 +25,7 @@ from typing import Any, ClassVar, cast
 import numpy as np
 from ray.tune.search import Searcher
 
-from searchers.base import BaseSearcher
+from searchers.base import BaseSearcher, FidelityAware
 from searchers.core import SearchCore, rng_from_state, rng_state, spawn_rngs
 from searchers.genetic import GAOptions, GeneticAlgorithm
 from searchers.gp.core import GPEICore, GPEIOptions
@@ -155,6 +155,13 @@ class CoreSearcher(BaseSearcher):
         self._points = [list(p) for p in state["points"]]
         self._fallback_rng = rng_from_state(state["fallback_rng"])
 
+    def _fidelity_sink(self) -> FidelityAware | None:
+        """The core, when it keeps observations at their fidelity (``fidelity_attr`` set)."""
+        core = self._core
+        if isinstance(core, FidelityAware) and core.fidelity_attr is not None:
+            return core
+        return None
+
     # ---- helpers ---------------------------------------------------------------------------
     def _ready_core(self) -> SearchCore:
         if self._core is None:
@@ -256,12 +263,14 @@ class GPEISearcher(CoreSearcher):
     clipped Yeo-Johnson transform) before standardization, so repeated worst values cannot stretch
     the scale and flatten the good region.
 
-    Early-stopped trials (ASHA and other schedulers): ``on_trial_complete`` brings the trial's
-    last, low-fidelity result, and it is kept as an ordinary observation. The scheduler stopped
-    the trial because it was behind its peers at that rung, so its final value would most likely
-    have been worse than theirs too; the truncated value is pessimistic about the config, which
-    is consistent with the bad-result policy (a point imputed as worse than seen is avoided, not
-    retried), and dropping it would make the GP suggest the same poor region again.
+    Early-stopped trials (ASHA, HyperBand; issue #15): every intermediate result reaches the core
+    at its fidelity (``fidelity_attr``, the scheduler's time attribute ``training_iteration`` by
+    default). Once a trial has been stopped below the highest fidelity reached, the GP is fitted
+    BOHB-style on the values at the highest fidelity with ``fidelity_min_points`` reports, and a
+    stopped trial's truncated value is never mixed with full-length ones (``stopped_trials``:
+    "exclude" leaves it out of that fit, "worst" adds it at the worst value there). With FIFO
+    nothing changes. Only with ``fidelity_attr=None`` is a stopped trial's last result kept as an
+    ordinary observation (the behaviour before issue #15).
     """
 
     searcher_name = "gp-ei"

@@ -177,6 +177,8 @@ class BaseSearcher(Searcher):
             policy dropped a bad result;
         ``_algorithm_state()`` / ``_load_algorithm_state(state)``: the adapter's part of the
             JSON state (its keys sit next to the base's).
+        ``_fidelity_sink()``: the `FidelityAware` core to tell intermediate results and final
+            fidelities (issue #15), or None (the default: they are ignored).
     """
 
     #: The registry name, written into the state (a wrapped searcher sets it per instance).
@@ -239,6 +241,12 @@ class BaseSearcher(Searcher):
 
     def _load_algorithm_state(self, state: Mapping[str, Any]) -> None:
         raise NotImplementedError
+
+    def _fidelity_sink(self) -> FidelityAware | None:
+        """The core to tell intermediate results and final fidelities, or None (the default:
+        they are not used here). `searchers.adapters.CoreSearcher` returns its core when that
+        is `FidelityAware` with a ``fidelity_attr`` set."""
+        return None
 
     def _frozen_metric(self) -> bool:
         """True once ``set_search_properties`` may no longer change metric and mode."""
@@ -419,17 +427,6 @@ class BaseSearcher(Searcher):
         self._policy = ResultPolicy.from_state(state["policy"])
         self._warned_unknown = bool(state.get("warned_unknown", False))
         self._n_completed = int(state.get("n_completed", 0))
-
-    def _fidelity_sink(self) -> FidelityAware | None:
-        """The core told about fidelities, if this searcher has one that keeps them.
-
-        NOTE(issue #15): a core lives on `searchers.adapters.CoreSearcher` as ``_core``; the
-        base finds it there so that every core searcher gets the bookkeeping from this file.
-        """
-        core = getattr(self, "_core", None)
-        if isinstance(core, FidelityAware) and core.fidelity_attr is not None:
-            return core
-        return None
 
     def _report_final(
         self,

@@ -17,7 +17,10 @@ import pytest
 from ray import tune
 
 import searchers
+from searchers.base import BaseSearcher
 from searchers.fidelity import BAD_LEVEL, DEFAULT_FIDELITY_ATTR, FidelityBook
+from searchers.pso import ParticleSwarm, PSOOptions
+from searchers.space import SearchSpace
 from searchers.validation import InvalidParameterError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -121,6 +124,33 @@ def test_interleaved_results_keep_each_observation_at_its_fidelity(name: str) ->
     # intermediate values never move the bad-result policy's worst (only finals do)
     assert s._policy.worst == 2.0
     assert s._policy.warned == {"error"}
+
+
+class _AttributeNamedCore(BaseSearcher):
+    """Not a `CoreSearcher`: it keeps a fidelity-aware swarm under the attribute name ``_core``
+    for its own use. Only an adapter that says so (`_fidelity_sink`) routes results to a core."""
+
+    def _start(self, space: SearchSpace) -> None:
+        self._core = ParticleSwarm(space, rng=np.random.default_rng(0), options=PSOOptions())
+
+    def _propose(self, trial_id: str) -> list[Any]:
+        space = self._ready_space()
+        return space.encode(space.sample(np.random.default_rng(len(self._pending))))
+
+    def _observe(self, trial_id: Any, codes: Any, value: Any, *, pruned: bool = False) -> None:
+        pass
+
+
+def test_the_base_routes_fidelities_only_through_the_adapters_hook() -> None:
+    s = _AttributeNamedCore(space=SPACE, metric="loss", mode="min")
+    s.suggest("a")
+    s.on_trial_result("a", {"loss": 1.0, "training_iteration": 1})
+    s.on_trial_complete("a", {"loss": 0.5, "training_iteration": 2})
+    assert s._fidelity_sink() is None
+    assert s._core._book.top == -math.inf  # the base did not reach into ``_core``
+    assert not s._core._book.done_levels
+    own = make("pso")
+    assert own._fidelity_sink() is own._core
 
 
 @pytest.mark.parametrize("name", OWN)
