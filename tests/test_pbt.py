@@ -299,6 +299,32 @@ def test_a_function_that_never_checkpoints_stops_the_run(tmp_path):
     assert "hpt_ray.report" in str(info.value)
 
 
+def test_an_exploit_from_a_checkpoint_gone_from_disk_is_skipped(tmp_path):
+    # Ray checks only that the donor has a checkpoint object (ray#27170); ours also that its
+    # directory exists. The real scheduler and Ray's trial and checkpoint objects, no run.
+    from ray.tune.experiment import Trial
+    from ray.tune.schedulers.pbt import _PBTTrialState
+
+    from hpt_ray.pbt import make_population_scheduler
+
+    scheduler = make_population_scheduler(
+        "pbt", max_t=4, space={"x": tune.uniform(0.0, 1.0)}, log_config=False
+    )
+    scheduler.set_search_properties("score", "max")
+    donor, member = (Trial("fn", config={"x": x}, stub=True) for x in (0.7, 0.1))
+    gone = tmp_path / "checkpoint_000001"
+    gone.mkdir()
+    checkpoint = hpt_ray.Checkpoint.from_directory(str(gone))
+    gone.rmdir()
+    for trial, score in ((donor, 1.0), (member, 0.1)):
+        scheduler._trial_state[trial] = _PBTTrialState(trial)
+        scheduler._trial_state[trial].last_score = score
+    scheduler._trial_state[donor].last_checkpoint = checkpoint
+    scheduler._exploit(None, member, donor)  # skipped before Ray's exploit needs a controller
+    assert scheduler.exploits == []
+    assert member.config == {"x": 0.1}
+
+
 def _refused(**kwargs):
     arguments = {
         "model": sparse_checkpoints,
