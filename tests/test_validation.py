@@ -226,7 +226,7 @@ def test_a_trainer_option_typo_gets_the_closest_name(tmp_path):
 def test_make_searcher_names_and_options():
     with pytest.raises(InvalidParameterError, match=r"unknown searcher 'gp_ei'; did you mean"):
         searchers.make_searcher("gp_ei")
-    with pytest.raises(InvalidParameterError, match=r"available: genetic, gp-ei"):
+    with pytest.raises(InvalidParameterError, match=r"available: auto, genetic, gp-ei"):
         searchers.supports_grid("nope")
     with pytest.raises(
         InvalidParameterError, match=r"'pso' got an unknown option 'n_particle'; did you mean "
