@@ -18,7 +18,8 @@ import pytest
 from ray import tune
 
 from searchers import make_searcher
-from searchers.auto import AutoSearcher, PortfolioCore
+from searchers.auto import AutoSearcher
+from searchers.portfolio import PortfolioCore
 from searchers.tpe import TPECore, TPEOptions
 from searchers.tune_domains import from_ray
 from searchers.validation import InvalidParameterError

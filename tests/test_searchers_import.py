@@ -19,6 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # shipped conformance suite. Every other module of the package is a core (or the registry).
 RAY_MODULES = {
     "searchers.adapters",
+    "searchers.auto",
     "searchers.base",
     "searchers.tune_domains",
     "searchers.testing",
