@@ -18,11 +18,13 @@ Pairs ("related" as the issue puts it: same model, another data set or seed):
 Sequential (one trial at a time); each searcher runs on one BLAS thread.
 
     .venv/bin/python scripts/bench_warm_start.py --seeds 5 --budget 60 --out bench_results/warm
+    .venv/bin/python scripts/bench_warm_start.py --variant history ...   (values told as well)
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
@@ -37,10 +39,10 @@ os.environ.setdefault("MKL_NUM_THREADS", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import numpy as np  # noqa: E402
+import numpy as np
+import tasks
 
-import tasks  # noqa: E402
-from searchers import make_searcher  # noqa: E402
+from searchers import make_searcher
 
 # (name, source task, source fold seed, target task, target fold seed)
 PAIRS: list[tuple[str, str, int, str, int]] = [
@@ -59,10 +61,27 @@ PAIRS: list[tuple[str, str, int, str, int]] = [
 ]
 
 
-def run(task_name: str, fold_seed: int, seed: int, budget: int, warm: Any = None) -> list[Any]:
+# Warm-start variants of auto (--variant).
+VARIANTS: dict[str, dict[str, Any]] = {
+    "replay": {},  # the default: the best earlier configs re-evaluated as the initial design
+    "history": {"warm_start_tell": True},  # ... and every earlier value told to the members
+}
+
+
+def cached(path: Path, compute: Any) -> Any:
+    if path.exists():
+        return json.loads(path.read_text())
+    value = compute()
+    path.write_text(json.dumps(value, default=str))
+    return value
+
+
+def run(
+    task_name: str, fold_seed: int, seed: int, budget: int, warm: Any = None, **variant: Any
+) -> list[Any]:
     """Sequential ``auto`` run; returns the trials as warm-start records, in order."""
     task = tasks.get_task(task_name)
-    options = {} if warm is None else {"warm_start": warm}
+    options = {} if warm is None else {"warm_start": warm, **variant}
     searcher = make_searcher("auto", seed=seed, **options)
     searcher.set_search_properties("loss", "min", task.make_space())
     memo: dict[str, float] = {}
@@ -84,6 +103,7 @@ def main() -> None:
     parser.add_argument("--budget", type=int, default=60)
     parser.add_argument("--out", default="bench_results/warm")
     parser.add_argument("--pairs", nargs="*", help="pair names (default: all)")
+    parser.add_argument("--variant", choices=sorted(VARIANTS), default="replay")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -94,18 +114,22 @@ def main() -> None:
         if args.pairs and name not in args.pairs:
             continue
         for seed in range(args.seeds):
-            cache = out / f"{name.replace(' ', '_').replace('>', '')}-{seed}.json"
-            if cache.exists():
-                record = json.loads(cache.read_text())
-            else:
-                warm = run(source, source_fold, seed + 100, args.budget)
-                cold = run(target, target_fold, seed, args.budget)
-                hot = run(target, target_fold, seed, args.budget, warm=warm)
-                record = {
-                    "cold": [r["value"] for r in cold],
-                    "warm": [r["value"] for r in hot],
-                }
-                cache.write_text(json.dumps(record))
+            stem = out / f"{name.replace(' ', '_').replace('>', '')}-{seed}"
+            warm = cached(
+                stem.with_suffix(".source.json"),
+                functools.partial(run, source, source_fold, seed + 100, args.budget),
+            )
+            cold = cached(
+                stem.with_suffix(".cold.json"),
+                functools.partial(run, target, target_fold, seed, args.budget),
+            )
+            hot = cached(
+                stem.with_suffix(f".warm-{args.variant}.json"),
+                functools.partial(
+                    run, target, target_fold, seed, args.budget, warm, **VARIANTS[args.variant]
+                ),
+            )
+            record = {"cold": [r["value"] for r in cold], "warm": [r["value"] for r in hot]}
             cold_best = np.minimum.accumulate(record["cold"])
             warm_best = np.minimum.accumulate(record["warm"])
             bar = cold_best[-1]
@@ -156,7 +180,7 @@ def main() -> None:
         f"{third} trials (a third of {args.budget}); medians above (inf: not within the budget)."
     )
     table = "\n".join(lines)
-    (out / "table.md").write_text(table + "\n")
+    (out / f"table-{args.variant}.md").write_text(table + "\n")
     print(table)
 
 

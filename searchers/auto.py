@@ -24,10 +24,17 @@ class AutoSearcher(CoreSearcher):
     ``options`` are the fields of `AutoOptions` (``members``, ``discount``, ...) and
     ``warm_start``: an earlier experiment's directory (or its ``results.parquet``), a pandas
     DataFrame with ``config/<name>`` columns and the metric, or a list of
-    ``{"config": {...}, "value": float}`` records. Its trials are told to every member before the
-    first suggestion (`searchers.warm_start`: what fits the space is used, what does not is skipped
-    with one logged note per reason), and its ``warm_start_replay`` best configs (default 3) are
-    the first suggestions, re-evaluated on this task.
+    ``{"config": {...}, "value": float}`` records (`searchers.warm_start`: what fits the space is
+    used, what does not is skipped with one logged note per reason).
+
+    How it is used, measured on related tasks (``scripts/bench_warm_start.py``, BENCHMARKS.md):
+    ``warm_start_replay`` of its best configs (default: as many as the warm-up design, so they
+    replace it) are the first suggestions, re-evaluated on this task, as auto-sklearn's
+    meta-learned initial design (Feurer et al., AAAI 2015). The earlier *values* are told to the
+    members only with ``warm_start_tell=True``: right when the objective is the same one (an
+    experiment continued), wrong on a related one, whose values differ in scale and noise (on
+    3 related pairs, 3 seeds: 5 of 9 warm runs reached the cold run's final best within a third
+    of its trials by replay alone, 1 of 9 with the values told as well).
     """
 
     searcher_name = "auto"
@@ -35,12 +42,18 @@ class AutoSearcher(CoreSearcher):
     options_class = AutoOptions
 
     def __init__(
-        self, *, warm_start: Any = None, warm_start_replay: int = 3, **kwargs: Any
+        self,
+        *,
+        warm_start: Any = None,
+        warm_start_replay: int | None = None,
+        warm_start_tell: bool = False,
+        **kwargs: Any,
     ) -> None:
         from searchers.warm_start import load_trials
 
-        check("warm_start_replay", warm_start_replay, Interval(int, 0, None))
-        self._replay = int(warm_start_replay)
+        check("warm_start_replay", warm_start_replay, Interval(int, 0, None), None)
+        self._replay = warm_start_replay
+        self._warm_tell = bool(warm_start_tell)
         # Read now, so a missing file or a bad source fails before any trial; told to the members
         # at the first suggestion, once the space and the metric are known.
         self._warm: WarmTrials | None = None if warm_start is None else load_trials(warm_start)
@@ -52,13 +65,14 @@ class AutoSearcher(CoreSearcher):
             from searchers.warm_start import tell_warm_start
 
             warm, self._warm = self._warm, None
-            self._warm_report = tell_warm_start(self, warm)
-            # The best earlier configs are re-evaluated first (auto-sklearn's meta-learned initial
-            # design, Feurer et al. 2015): on a related task the old optimum is rarely far off, and
-            # its new value tells the model how the two tasks' scales compare.
+            self._warm_report = tell_warm_start(self, warm, tell=self._warm_tell)
+            # The best earlier configs are re-evaluated first (see the class docstring).
             sign = -1.0 if self.mode == "max" else 1.0
-            best = sorted(self._warm_report.trials, key=lambda t: sign * t[1])[: self._replay]
             space = self._ready_space()
+            replay = self._replay
+            if replay is None:
+                replay = self.options.initial_points(space.dim)
+            best = sorted(self._warm_report.trials, key=lambda t: sign * t[1])[:replay]
             self._points = [space.encode(config) for config, _ in best] + self._points
         return super().suggest(trial_id)
 

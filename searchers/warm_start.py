@@ -1,4 +1,4 @@
-"""Warm start: tell a searcher the trials of an earlier experiment (``auto``'s ``warm_start=``).
+"""Warm start: the trials of an earlier experiment for a searcher (``auto``'s ``warm_start=``).
 
 Sources (`load_trials`):
 - an experiment directory written by hpt_ray (its ``results.parquet`` and ``experiment.json``),
@@ -56,16 +56,19 @@ class WarmTrials:
 
 @dataclass
 class WarmStartReport:
-    """What a warm start told the searcher: ``used`` trials, ``skipped`` counts by reason."""
+    """What a warm start found: ``used`` trials (that fit the space), ``skipped`` counts by
+    reason, and whether their values were ``told`` to the searcher."""
 
     used: int
     skipped: dict[str, int]
     source: str
-    #: The trials used, as told: (config decoded in the new space, value).
+    #: The trials used: (config decoded in the new space, value).
     trials: list[tuple[dict[str, Any], float]] = field(default_factory=list, repr=False)
+    told: bool = True
 
     def __str__(self) -> str:
-        parts = [f"warm start from {self.source}: {self.used} trials used"]
+        what = "told" if self.told else "fit the space"
+        parts = [f"warm start from {self.source}: {self.used} trials {what}"]
         parts += [f"{n} skipped ({reason})" for reason, n in sorted(self.skipped.items())]
         return ", ".join(parts)
 
@@ -96,9 +99,10 @@ def load_trials(source: Any, *, metric: str | None = None) -> WarmTrials:
     )
 
 
-def tell_warm_start(searcher: Any, source: Any) -> WarmStartReport:
-    """Tell ``searcher`` (a `searchers.base.BaseSearcher` whose space is known) every trial of
-    ``source`` that fits its space, through ``add_evaluated_point``; log what was skipped."""
+def tell_warm_start(searcher: Any, source: Any, *, tell: bool = True) -> WarmStartReport:
+    """Find the trials of ``source`` that fit the space of ``searcher`` (a
+    `searchers.base.BaseSearcher` whose space is known) and, with ``tell``, tell it each one
+    through ``add_evaluated_point``; log what was skipped."""
     space = searcher.space
     metric = searcher.metric
     loaded = source if isinstance(source, WarmTrials) else load_trials(source, metric=metric)
@@ -121,10 +125,11 @@ def tell_warm_start(searcher: Any, source: Any) -> WarmStartReport:
             skipped[_reason(err)] += 1
             continue
         config = space.decode(codes)
-        searcher.add_evaluated_point(config, value)
+        if tell:
+            searcher.add_evaluated_point(config, value)
         used.append((config, value))
     report = WarmStartReport(
-        used=len(used), skipped=dict(skipped), source=loaded.source, trials=used
+        used=len(used), skipped=dict(skipped), source=loaded.source, trials=used, told=tell
     )
     if skipped:
         logger.warning("%s", report)

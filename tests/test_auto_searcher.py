@@ -203,17 +203,34 @@ def test_warm_start_uses_what_fits_and_notes_the_rest(caplog: pytest.LogCaptureF
     assert outside == len(completed) - fits > 0
     assert "warm start" in caplog.text
     assert "width" in caplog.text
-    # The warm trials are the portfolio's history: the warm-up design is already done, and the
-    # first suggestions re-evaluate the best earlier configs that fit, best first.
-    assert len(searcher.portfolio._y) == fits
+    # The first suggestions re-evaluate the best earlier configs that fit, best first, as the
+    # warm-up design (5 points in 2-d); the earlier values are not told (another task's).
+    assert len(searcher.portfolio._y) == 0
     fitting = completed[completed["config/width"] <= 40].sort_values("final_metric")
-    replayed = [first, searcher.suggest("t1"), searcher.suggest("t2")]
-    for config, (_, row) in zip(replayed, fitting.head(3).iterrows(), strict=True):
+    replayed = [first] + [searcher.suggest(f"t{i}") for i in range(1, 5)]
+    for config, (_, row) in zip(replayed, fitting.head(5).iterrows(), strict=True):
         assert config == {"lr": row["config/lr"], "width": row["config/width"]}
     assert sum(searcher.portfolio.suggestions_by_member().values()) == 0
-    fourth = searcher.suggest("t3")
-    assert fourth not in replayed
+    sixth = searcher.suggest("t5")
+    assert sixth not in replayed
     assert sum(searcher.portfolio.suggestions_by_member().values()) == 1
+
+
+def test_warm_start_tell_seeds_the_history_once_across_save_and_restore(tmp_path: Any) -> None:
+    """``warm_start_tell=True`` (the same objective, continued): every fitting trial is told to
+    every member, once, also when the searcher is saved and restored after the first
+    suggestion."""
+    searcher = make_searcher("auto", seed=0, warm_start=old_trials(), warm_start_tell=True)
+    drive(searcher, OLD_SPACE, lambda c: (math.log10(c["lr"]) + 2) ** 2, 3)
+    assert len(searcher.portfolio._y) == 27 + 3
+    path = str(tmp_path / "state.json")
+    searcher.save(path)
+    restored = make_searcher("auto", seed=0, warm_start=old_trials(), warm_start_tell=True)
+    restored.set_search_properties("loss", "min", OLD_SPACE)
+    restored.restore(path)
+    restored.suggest("t9")
+    assert isinstance(restored, AutoSearcher)
+    assert len(restored.portfolio._y) == 27 + 3  # not 27 twice
 
 
 def test_warm_start_skips_trials_without_an_added_parameter() -> None:
@@ -247,16 +264,3 @@ def test_warm_start_bad_sources_fail_early(tmp_path: Any) -> None:
         make_searcher("auto", warm_start=str(tmp_path / "nope"))
     with pytest.raises(InvalidParameterError, match="warm_start must be"):
         make_searcher("auto", warm_start=42)
-
-
-def test_warm_start_is_told_once_across_save_and_restore(tmp_path: Any) -> None:
-    searcher = make_searcher("auto", seed=0, warm_start=old_trials())
-    drive(searcher, OLD_SPACE, lambda c: (math.log10(c["lr"]) + 2) ** 2, 3)
-    path = str(tmp_path / "state.json")
-    searcher.save(path)
-    restored = make_searcher("auto", seed=0, warm_start=old_trials())
-    restored.set_search_properties("loss", "min", OLD_SPACE)
-    restored.restore(path)
-    restored.suggest("t9")
-    assert isinstance(restored, AutoSearcher)
-    assert len(restored.portfolio._y) == 27 + 3
