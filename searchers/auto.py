@@ -65,7 +65,9 @@ class AutoSearcher(CoreSearcher):
             from searchers.warm_start import tell_warm_start
 
             warm, self._warm = self._warm, None
-            self._warm_report = tell_warm_start(self, warm, tell=self._warm_tell)
+            self._warm_report = tell_warm_start(
+                self, warm, tell=self._warm_tell, fill=self._fallback_rng
+            )
             # The best earlier configs are re-evaluated first (see the class docstring).
             sign = -1.0 if self.mode == "max" else 1.0
             space = self._ready_space()

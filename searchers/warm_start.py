@@ -9,8 +9,9 @@ Sources (`load_trials`):
 Which trials fit (`tell_warm_start`), decided per trial against the new space:
 - only trials that ran to the end count (``status`` "completed" when the table has one): a trial
   the scheduler stopped early scored at a lower fidelity, an errored one has no score;
-- a parameter the new space has and the trial lacks (a parameter *added*): the trial is skipped,
-  as no value can be made up for it without misleading the model;
+- a parameter the new space has and the trial lacks (a parameter *added*): when the values are
+  told, the trial is skipped, as no value can be made up for it without misleading the model;
+  when the configs are only re-evaluated (``auto``'s default), the value is drawn at random;
 - a parameter the trial has and the new space lacks (a parameter *removed*): ignored, the rest of
   the trial is used (the objective may have depended on it; the searcher sees it as noise);
 - a value outside the new domain (a range *changed*, a category dropped): the trial is skipped;
@@ -23,6 +24,7 @@ there): a warm start from an experiment ranked by another metric is refused.
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import math
@@ -33,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from searchers.space import config_path
 from searchers.validation import InvalidParameterError
 
 __all__ = ["WarmStartReport", "WarmTrials", "load_trials", "tell_warm_start"]
@@ -65,11 +68,14 @@ class WarmStartReport:
     #: The trials used: (config decoded in the new space, value).
     trials: list[tuple[dict[str, Any], float]] = field(default_factory=list, repr=False)
     told: bool = True
+    #: Values drawn for parameters the earlier trials lack, counted by parameter.
+    filled: dict[str, int] = field(default_factory=dict)
 
     def __str__(self) -> str:
         what = "told" if self.told else "fit the space"
         parts = [f"warm start from {self.source}: {self.used} trials {what}"]
         parts += [f"{n} skipped ({reason})" for reason, n in sorted(self.skipped.items())]
+        parts += [f"{n} trials with a {reason}" for reason, n in sorted(self.filled.items())]
         return ", ".join(parts)
 
 
@@ -99,10 +105,17 @@ def load_trials(source: Any, *, metric: str | None = None) -> WarmTrials:
     )
 
 
-def tell_warm_start(searcher: Any, source: Any, *, tell: bool = True) -> WarmStartReport:
+def tell_warm_start(
+    searcher: Any, source: Any, *, tell: bool = True, fill: Any = None
+) -> WarmStartReport:
     """Find the trials of ``source`` that fit the space of ``searcher`` (a
     `searchers.base.BaseSearcher` whose space is known) and, with ``tell``, tell it each one
-    through ``add_evaluated_point``; log what was skipped."""
+    through ``add_evaluated_point``; log what was skipped.
+
+    ``fill`` (a numpy Generator, only without ``tell``): a parameter the space added, which the
+    earlier trials lack, is drawn at random for each of them instead of skipping the trial. Their
+    configs are only re-evaluated, never told with a made-up value, so the draw misleads nothing.
+    """
     space = searcher.space
     metric = searcher.metric
     loaded = source if isinstance(source, WarmTrials) else load_trials(source, metric=metric)
@@ -112,13 +125,21 @@ def tell_warm_start(searcher: Any, source: Any, *, tell: bool = True) -> WarmSta
             f"{metric!r}; warm-start from an experiment with the same metric"
         )
     skipped: Counter[str] = Counter(loaded.skipped)
+    filled: Counter[str] = Counter()
     used: list[tuple[dict[str, Any], float]] = []
     params = list(space.params)
     for config, value in loaded.trials:
-        missing = [p.name for p in params if not _has(config, p)]
+        missing = [p for p in params if not _has(config, p)]
         if missing and not space.conditional:
-            skipped[f"parameter {missing[0]!r} not in the earlier run"] += 1
-            continue
+            if tell or fill is None:
+                skipped[f"parameter {missing[0].name!r} not in the earlier run"] += 1
+                continue
+            drawn = space.sample(fill)
+            config = copy.deepcopy(dict(config))
+            for p in missing:
+                path = [str(part) for part in config_path(p.path)]
+                _put(config, path, _lookup_path(drawn, path))
+                filled[f"parameter {p.name!r} not in the earlier run, drawn at random"] += 1
         try:
             codes = space.encode(config)
         except (ValueError, TypeError, KeyError) as err:
@@ -129,9 +150,14 @@ def tell_warm_start(searcher: Any, source: Any, *, tell: bool = True) -> WarmSta
             searcher.add_evaluated_point(config, value)
         used.append((config, value))
     report = WarmStartReport(
-        used=len(used), skipped=dict(skipped), source=loaded.source, trials=used, told=tell
+        used=len(used),
+        skipped=dict(skipped),
+        source=loaded.source,
+        trials=used,
+        told=tell,
+        filled=dict(filled),
     )
-    if skipped:
+    if skipped or filled:
         logger.warning("%s", report)
     else:
         logger.info("%s", report)
@@ -236,9 +262,14 @@ def _put(config: dict[str, Any], path: list[str], value: Any) -> None:
     node[path[-1]] = value
 
 
-def _has(config: Mapping[str, Any], param: Any) -> bool:
-    from searchers.space import config_path
+def _lookup_path(config: Mapping[str, Any], path: list[str]) -> Any:
+    node: Any = config
+    for part in path:
+        node = node[part]
+    return node
 
+
+def _has(config: Mapping[str, Any], param: Any) -> bool:
     node: Any = config
     for part in config_path(param.path):
         if not isinstance(node, Mapping) or part not in node:

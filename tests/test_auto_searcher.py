@@ -233,14 +233,24 @@ def test_warm_start_tell_seeds_the_history_once_across_save_and_restore(tmp_path
     assert len(restored.portfolio._y) == 27 + 3  # not 27 twice
 
 
-def test_warm_start_skips_trials_without_an_added_parameter() -> None:
+def test_warm_start_with_an_added_parameter() -> None:
+    """Replayed, an earlier config gets a random value of the parameter it lacks (re-evaluated,
+    nothing made up is told); told (``warm_start_tell=True``), such a trial is skipped."""
     new_space = {**OLD_SPACE, "momentum": tune.uniform(0.0, 0.99)}
-    searcher = make_searcher("auto", seed=0, warm_start=old_trials())
-    searcher.set_search_properties("loss", "min", new_space)
-    searcher.suggest("t0")
-    report = searcher.warm_start_report
-    assert report.used == 0
-    assert report.skipped["parameter 'momentum' not in the earlier run"] == 27
+    replay = make_searcher("auto", seed=0, warm_start=old_trials())
+    replay.set_search_properties("loss", "min", new_space)
+    first = replay.suggest("t0")
+    report = replay.warm_start_report
+    assert report.used == 27
+    assert report.filled == {"parameter 'momentum' not in the earlier run, drawn at random": 27}
+    assert 0.0 <= first["momentum"] <= 0.99
+    best = old_trials().query("status == 'completed'").sort_values("final_metric").iloc[0]
+    assert first["lr"] == best["config/lr"]
+    told = make_searcher("auto", seed=0, warm_start=old_trials(), warm_start_tell=True)
+    told.set_search_properties("loss", "min", new_space)
+    told.suggest("t0")
+    assert told.warm_start_report.used == 0
+    assert told.warm_start_report.skipped["parameter 'momentum' not in the earlier run"] == 27
 
 
 def test_warm_start_from_an_experiment_directory(tmp_path: Any) -> None:
