@@ -14,6 +14,10 @@ same simulated scheduler and the same budget of total epochs:
   ``t = 1`` to 0 at ``t = T = max_t``, and ``s(x)`` (how slowly a config converges, with rate
   ``r(x)`` small where ``s`` is large) is high around the optimum: the best configs look poor
   after a few epochs, so early epochs mislead, as they do for well-regularized networks;
+- real learning curves (``--problems mlp-digits hgb-digits``): a PyTorch MLP on digits by epochs
+  and a HistGradientBoostingClassifier on digits by boosting stages; the per-epoch validation
+  losses of a fixed pool of configs are computed once and cached (``<out>/curves/``), and a
+  suggestion is evaluated as its nearest pool config;
 - the reported regret at a budget of E epochs: ``final(incumbent)``, where the incumbent is the
   trial with the best observed value at the highest fidelity any trial reached within E epochs
   (noise-free, so 0 is the optimum; mean over seeds, then over problems).

@@ -120,7 +120,9 @@ class GPEIOptions:
     fidelity_min_points: trials that must have reported at a fidelity for the GP to be fitted
         there (multi-fidelity runs only); None: the initial design's size (``n_initial``).
     stopped_trials: what the multi-fidelity GP does with trials stopped below its fidelity:
-        "exclude" (BOHB) or "worst" (imputed with the worst value at that fidelity).
+        "exclude" (BOHB) or "worst" (imputed with the worst value at that fidelity). NOTE(issue
+        #15): "worst" was within one standard error of "exclude" at every budget, and not better
+        at all of them (20 seeds, BENCHMARKS.md, "Multi-fidelity searchers under ASHA").
     """
 
     n_initial: int | None = None
