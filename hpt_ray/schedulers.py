@@ -74,9 +74,7 @@ def make_scheduler(
         check_scheduler_options(name, options)
         check("scheduler: max_t", max_t, Interval(int, 1, None))
         return SafeScheduler(
-            make_population_scheduler(
-                name.lower(), max_t=max_t, space=space, seed=seed, **options
-            )
+            make_population_scheduler(name.lower(), max_t=max_t, space=space, seed=seed, **options)
         )
     check_scheduler_options(
         name, {"grace_period": grace_period, "reduction_factor": reduction_factor, **options}

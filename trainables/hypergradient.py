@@ -363,6 +363,7 @@ class HypergradientOptimizer(torch.optim.Optimizer):
         lo, hi = math.log(self.options.lower), math.log(self.options.upper)
         self.log_scale = min(max(self.log_scale - self.options.beta * cosine, lo), hi)
 
+
 def hypergradient(
     optimizer: torch.optim.Optimizer,
     *,
