@@ -77,12 +77,17 @@ def run_one(method: str, population: int, seed: int, storage: str) -> pd.DataFra
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--methods", nargs="+", default=list(METHODS), help="at population 4")
+    parser.add_argument("--methods", nargs="*", default=list(METHODS), help="at population 4")
+    parser.add_argument(
+        "--append",
+        action="store_true",
+        help="keep the runs already in bench.csv (a later invocation adds methods or seeds)",
+    )
     parser.add_argument(
         "--replot", action="store_true", help="table and plot from bench.csv, nothing run"
     )
     parser.add_argument(
-        "--methods-8", nargs="+", default=["pbt-ray"], help="at population 8 (the goal's anchor)"
+        "--methods-8", nargs="*", default=["pbt-ray"], help="at population 8 (the goal's anchor)"
     )
     args = parser.parse_args()
     if args.replot:
@@ -93,7 +98,7 @@ def main() -> None:
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     OUT.mkdir(parents=True, exist_ok=True)
-    frames = []
+    frames = [pd.read_csv(OUT / "bench.csv")] if args.append else []
     with tempfile.TemporaryDirectory() as storage:
         for seed in args.seeds:
             runs = [(m, 4) for m in args.methods] + [(m, 8) for m in args.methods_8]
