@@ -33,6 +33,7 @@ import numpy as np
 
 __all__ = [
     "DEFAULT_FIDELITY_ATTR",
+    "BookedCore",
     "FidelityBook",
     "better",
     "fidelity_of",
@@ -205,3 +206,22 @@ def _curve_to_json(curve: Mapping[float, float]) -> list[list[float]]:
 
 def _curve_from_json(data: list[list[float]]) -> dict[float, float]:
     return {float(f): float(v) for f, v in data}
+
+
+class BookedCore:
+    """The `searchers.base.FidelityAware` side of a core that keeps its observations in a
+    `FidelityBook` (``self._book``) and reads its ``fidelity_attr`` option from ``self._opt``:
+    gp-ei, pso and genetic inherit it."""
+
+    _opt: Any
+    _book: FidelityBook
+
+    @property
+    def fidelity_attr(self) -> str | None:
+        return self._opt.fidelity_attr  # type: ignore[no-any-return]
+
+    def report(self, u: np.ndarray, fidelity: float, value: float) -> None:
+        self._book.report(u, fidelity, value)
+
+    def report_bad(self, u: np.ndarray) -> None:
+        self._book.report_bad(u)

@@ -35,6 +35,7 @@ from searchers.core import rng_from_state, rng_state
 from searchers.fidelity import (
     DEFAULT_FIDELITY_ATTR,
     FULL_LEVEL,
+    BookedCore,
     FidelityBook,
     better,
     level_from_json,
@@ -122,7 +123,7 @@ class GAOptions:
             raise ValueError(f"success_factor must be > 1, got {self.success_factor!r}")
 
 
-class GeneticAlgorithm:
+class GeneticAlgorithm(BookedCore):
     """Asynchronous steady-state GA with a self-adapting mutation step; a `SearchCore`."""
 
     def __init__(
@@ -181,17 +182,6 @@ class GeneticAlgorithm:
     @property
     def finished(self) -> bool:
         return False
-
-    # ---- FidelityAware (searchers.base) ----------------------------------------------------
-    @property
-    def fidelity_attr(self) -> str | None:
-        return self._opt.fidelity_attr
-
-    def report(self, u: np.ndarray, fidelity: float, value: float) -> None:
-        self._book.report(u, fidelity, value)
-
-    def report_bad(self, u: np.ndarray) -> None:
-        self._book.report_bad(u)
 
     def state(self) -> dict[str, Any]:
         return {

@@ -40,6 +40,7 @@ from searchers.fidelity import (
     BAD_LEVEL,
     DEFAULT_FIDELITY_ATTR,
     FULL_LEVEL,
+    BookedCore,
     FidelityBook,
     better,
     level_from_json,
@@ -144,7 +145,7 @@ class PSOOptions:
             )
 
 
-class ParticleSwarm:
+class ParticleSwarm(BookedCore):
     """Asynchronous constriction PSO with a local search around the best; a `SearchCore`."""
 
     def __init__(
@@ -225,17 +226,6 @@ class ParticleSwarm:
     @property
     def finished(self) -> bool:
         return False
-
-    # ---- FidelityAware (searchers.base) ----------------------------------------------------
-    @property
-    def fidelity_attr(self) -> str | None:
-        return self._opt.fidelity_attr
-
-    def report(self, u: np.ndarray, fidelity: float, value: float) -> None:
-        self._book.report(u, fidelity, value)
-
-    def report_bad(self, u: np.ndarray) -> None:
-        self._book.report_bad(u)
 
     def state(self) -> dict[str, Any]:
         return {

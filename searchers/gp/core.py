@@ -42,7 +42,7 @@ import numpy as np
 from scipy.stats import qmc
 
 from searchers.core import rng_from_state, rng_state
-from searchers.fidelity import BAD_LEVEL, DEFAULT_FIDELITY_ATTR, FidelityBook
+from searchers.fidelity import BAD_LEVEL, DEFAULT_FIDELITY_ATTR, BookedCore, FidelityBook
 from searchers.gp.kernel import FeatureMap
 from searchers.gp.model import (
     GaussianProcess,
@@ -216,7 +216,7 @@ class GPEIOptions:
         )
 
 
-class GPEICore:
+class GPEICore(BookedCore):
     """GP + log EI on the unit cube, minimizing; a `searchers.core.SearchCore`."""
 
     def __init__(
@@ -289,17 +289,6 @@ class GPEICore:
         self._cache = None
         if self._opt.fidelity_attr is not None:
             self._book.complete(u)
-
-    # ---- FidelityAware (searchers.base) ----------------------------------------------------
-    @property
-    def fidelity_attr(self) -> str | None:
-        return self._opt.fidelity_attr
-
-    def report(self, u: np.ndarray, fidelity: float, value: float) -> None:
-        self._book.report(u, fidelity, value)
-
-    def report_bad(self, u: np.ndarray) -> None:
-        self._book.report_bad(u)
 
     @property
     def finished(self) -> bool:
