@@ -24,7 +24,7 @@ bench-setup: setup
 	$(BIN)/pip install --quiet -e '.[dev,bench,anchors]'
 	$(BIN)/pip install --quiet --no-deps "HEBO==0.3.6"
 	$(BIN)/pip install --quiet "disjoint-set>=0.8" "pymoo>=0.6.1"
-	$(BIN)/python -c "import ax, botorch, smac, hebo.optimizers.hebo; print('anchors ready')"
+	$(BIN)/python -c "import ax, botorch, smac, hpbandster, hebo.optimizers.hebo; print('anchors ready')"
 
 demo: setup
 	$(BIN)/hpt-ray run scripts/examples/digits_mlp.yaml
