@@ -21,7 +21,8 @@ def _levy3() -> mf.CurveProblem:
 
 def _check(curve: list[tuple[int, float]]) -> None:
     used = [u for u, _ in curve]
-    assert used == sorted(used) and used[0] >= mf.GRACE
+    assert used == sorted(used)
+    assert used[0] >= mf.GRACE
     # Spent the budget (trials started before it ran out may finish past it) ...
     assert BUDGET - mf.MAX_T <= used[-1] < BUDGET + mf.CONCURRENT * mf.MAX_T
     # ... on more trials than full-length ones could have had: early stopping happened.
