@@ -762,12 +762,15 @@ def plot(runs: list[dict[str, Any]], path: Path) -> None:
 
     grid = np.arange(9, BUDGET + 1, 9)
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for c in CONTENDERS:
+    colors = plt.get_cmap("tab20").colors  # 12 contenders: the default cycle repeats after 10
+    for k, c in enumerate(CONTENDERS):
         if not any(r["contender"] == c for r in runs):
             continue
         mean = mean_curve(runs, c, grid)
         style = "--" if "before" in c else (":" if c.startswith("FIFO") else "-")
-        ax.plot(grid, mean, style, label=c)
+        if "Hyperband" in c:  # its own scheduler, not the simulated ASHA
+            style = "-."
+        ax.plot(grid, mean, style, label=c, color=colors[(2 * k) % 20 + (2 * k) // 20])
     ax.set_xlabel("total epochs")
     ax.set_ylabel("regret (mean over problems and seeds)")
     ax.set_yscale("log")
