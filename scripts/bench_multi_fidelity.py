@@ -129,33 +129,60 @@ def problems() -> tuple[CurveProblem, ...]:
 #: Real problems: a fixed pool of configs (a scrambled Sobol design on the unit cube) whose
 #: per-epoch validation losses are computed once and cached (``<out>/curves/<name>.npz``); a
 #: suggested config is evaluated as its nearest pool config (a tabular benchmark, as in
-#: HPOBench/LCBench), so many seeds cost no training.
+#: HPOBench/LCBench), so many seeds cost no training. ``<name>-smooth`` is the same pool read as
+#: a surrogate: a kernel-weighted mean of the pool's curves (Gaussian weights on the distance,
+#: bandwidth SMOOTH_BANDWIDTH x the pool's median nearest-neighbour distance). The table is a
+#: mosaic of 128 flat cells in 4-d: nearby suggestions return the same curve, which costs a
+#: searcher that refines locally a trial for no information; the surrogate is continuous.
 POOL_SIZE = 128
 REAL = ("mlp-digits", "hgb-digits", "cnn-digits")
+SMOOTH = tuple(f"{name}-smooth" for name in REAL)
+SMOOTH_BANDWIDTH = 0.4
 
 
 @dataclass(frozen=True)
 class PoolProblem:
     """Real per-epoch curves of a pool of configs.
 
-    pool: (POOL_SIZE, dim) unit points; curves: (POOL_SIZE, MAX_T) validation losses.
+    pool: (POOL_SIZE, dim) unit points; curves: (POOL_SIZE, MAX_T) validation losses;
+    bandwidth: 0 for the nearest pool config, else the surrogate's kernel width.
     """
 
     name: str
     dim: int
     pool: np.ndarray
     curves: np.ndarray
+    bandwidth: float = 0.0
 
     def _nearest(self, u: np.ndarray) -> int:
         return int(np.argmin(np.sum((self.pool - u) ** 2, axis=1)))
 
+    def curve(self, u: np.ndarray) -> np.ndarray:
+        """(MAX_T,) the losses of config ``u`` after each epoch."""
+        if not self.bandwidth:
+            return np.asarray(self.curves[self._nearest(u)])
+        d2 = np.sum((self.pool - u) ** 2, axis=1)  # (POOL_SIZE,)
+        w = np.exp(-(d2 - d2.min()) / (2 * self.bandwidth**2))
+        return np.asarray(w @ self.curves / w.sum())
+
+    @functools.cached_property
+    def _scale(self) -> tuple[float, float]:
+        """The best final loss and the median one: regret 0 and 1."""
+        if not self.bandwidth:
+            last = self.curves[:, -1]  # (POOL_SIZE,)
+            return float(np.min(last)), float(np.median(last))
+        from scipy.stats import qmc
+
+        dense = qmc.Sobol(self.dim, scramble=True, seed=1).random(4096)  # (4096, dim)
+        finals = [self.curve(u)[-1] for u in np.vstack([self.pool, dense])]
+        return float(np.min(finals)), float(np.median(finals))
+
     def final(self, u: np.ndarray) -> float:
-        last = self.curves[:, -1]  # (POOL_SIZE,)
-        best, median = float(np.min(last)), float(np.median(last))
-        return (float(last[self._nearest(u)]) - best) / (median - best)
+        best, median = self._scale
+        return (float(self.curve(u)[-1]) - best) / (median - best)
 
     def value(self, u: np.ndarray, t: int, rng: np.random.Generator) -> float:
-        return float(self.curves[self._nearest(u), t - 1])
+        return float(self.curve(u)[t - 1])
 
 
 def _digits_split() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -285,9 +312,20 @@ def real_problem(name: str, cache_dir: Path) -> PoolProblem:
     return PoolProblem(name, dim, pool, curves)
 
 
+def smooth_problem(name: str, cache_dir: Path) -> PoolProblem:
+    """``<real name>-smooth``: the real pool's curves read as a continuous surrogate."""
+    table = real_problem(name.removesuffix("-smooth"), cache_dir)
+    d = np.sqrt(np.sum((table.pool[:, None] - table.pool[None]) ** 2, axis=2))  # (P, P)
+    np.fill_diagonal(d, np.inf)
+    width = SMOOTH_BANDWIDTH * float(np.median(d.min(axis=1)))
+    return PoolProblem(name, table.dim, table.pool, table.curves, bandwidth=width)
+
+
 def get_problem(name: str, cache_dir: Path) -> CurveProblem | PoolProblem:
     if name in REAL:
         return real_problem(name, cache_dir)
+    if name in SMOOTH:
+        return smooth_problem(name, cache_dir)
     return next(p for p in problems() if p.name == name)
 
 
@@ -573,6 +611,8 @@ def _run_key(problem: CurveProblem | PoolProblem, contender: str, seed: int) -> 
     spec = [problem.name, problem.dim, CONTENDERS[contender], seed, BUDGET, ETA, MAX_T, NOISE]
     if isinstance(problem, PoolProblem):
         spec.append(POOL_SIZE)
+        if problem.bandwidth:
+            spec.append(SMOOTH_BANDWIDTH)
     digest = hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:10]
     safe = "".join(ch if ch.isalnum() or ch in "-." else "_" for ch in contender)
     return f"{problem.name}__{safe}__s{seed}__{digest}.json"
@@ -762,7 +802,7 @@ def plot(runs: list[dict[str, Any]], path: Path) -> None:
 
     grid = np.arange(9, BUDGET + 1, 9)
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    colors = plt.get_cmap("tab20").colors  # 12 contenders: the default cycle repeats after 10
+    colors = plt.get_cmap("tab20")  # 12 contenders: the default cycle repeats after 10
     for k, c in enumerate(CONTENDERS):
         if not any(r["contender"] == c for r in runs):
             continue
@@ -770,7 +810,7 @@ def plot(runs: list[dict[str, Any]], path: Path) -> None:
         style = "--" if "before" in c else (":" if c.startswith("FIFO") else "-")
         if "Hyperband" in c:  # its own scheduler, not the simulated ASHA
             style = "-."
-        ax.plot(grid, mean, style, label=c, color=colors[(2 * k) % 20 + (2 * k) // 20])
+        ax.plot(grid, mean, style, label=c, color=colors((2 * k) % 20 + (2 * k) // 20))
     ax.set_xlabel("total epochs")
     ax.set_ylabel("regret (mean over problems and seeds)")
     ax.set_yscale("log")
@@ -791,14 +831,14 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     synthetic = [p.name for p in problems()]
-    names = [*synthetic, *REAL]
+    names = [*synthetic, *REAL, *SMOOTH]
     wanted = args.problems or (synthetic[:2] if args.quick else synthetic)
     unknown = sorted(set(wanted) - set(names))
     if unknown:
         parser.error(f"--problems: unknown {unknown}; known: {names}")
     seeds = range(2 if args.quick else args.seeds)
     (args.out / "runs").mkdir(parents=True, exist_ok=True)
-    for name in set(wanted) & set(REAL):  # the pool's curves before any run (once, cached)
+    for name in set(wanted) & {*REAL, *SMOOTH}:  # the pool's curves before any run (once)
         get_problem(name, args.out / "curves")
     # Seeds outermost: a benchmark stopped early still has every contender on the first seeds.
     jobs = [(p, c, s, str(args.out)) for s in seeds for p in wanted for c in args.contenders]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -41,3 +42,21 @@ def test_tune_bohb_under_simulated_hyperband_stops_trials_and_is_reproducible() 
     curve = mf.run_bohb(_levy3(), seed=3, budget=BUDGET)
     _check(curve)
     assert mf.run_bohb(_levy3(), seed=3, budget=BUDGET) == curve
+
+
+def test_real_pool_is_a_table_and_its_smooth_reading_is_continuous() -> None:
+    curves = Path(__file__).resolve().parents[1] / "scripts/results/multi_fidelity/real/curves"
+    table = mf.get_problem("cnn-digits", curves)
+    smooth = mf.get_problem("cnn-digits-smooth", curves)
+    assert isinstance(table, mf.PoolProblem)
+    assert isinstance(smooth, mf.PoolProblem)
+    u = table.pool[5]
+    step = np.full(table.dim, 0.01)
+    # The table: a pool config's own curve, and the same curve a small step away.
+    np.testing.assert_array_equal(table.curve(u), table.curves[5])
+    np.testing.assert_array_equal(table.curve(u + step), table.curves[5])
+    assert table.final(table.pool[np.argmin(table.curves[:, -1])]) == 0.0
+    # The surrogate: moves with the config, a little for a small step.
+    assert smooth.curve(u + step)[-1] != smooth.curve(u)[-1]
+    assert abs(smooth.curve(u + step)[-1] - smooth.curve(u)[-1]) < 0.05
+    assert min(smooth.final(p) for p in smooth.pool) >= 0.0
