@@ -138,6 +138,7 @@ POOL_SIZE = 128
 REAL = ("mlp-digits", "hgb-digits", "cnn-digits")
 SMOOTH = tuple(f"{name}-smooth" for name in REAL)
 SMOOTH_BANDWIDTH = 0.4
+DIVERGED = 10.0  # the loss a diverged (non-finite) epoch is recorded with
 
 
 @dataclass(frozen=True)
@@ -163,7 +164,9 @@ class PoolProblem:
             return np.asarray(self.curves[self._nearest(u)])
         d2 = np.sum((self.pool - u) ** 2, axis=1)  # (POOL_SIZE,)
         w = np.exp(-(d2 - d2.min()) / (2 * self.bandwidth**2))
-        return np.asarray(w @ self.curves / w.sum())
+        # Averaged, a diverged net's finite loss (the MLP pool has one of 2.5e25) would swamp
+        # its neighbours: capped at the loss a non-finite one gets.
+        return np.asarray(w @ np.minimum(self.curves, DIVERGED) / w.sum())
 
     @functools.cached_property
     def _scale(self) -> tuple[float, float]:
@@ -224,7 +227,7 @@ def _mlp_curve(u: np.ndarray) -> np.ndarray:
             opt.step()
         with torch.no_grad():
             loss = float(torch.nn.functional.cross_entropy(net(xv), yv))
-        out.append(loss if math.isfinite(loss) else 10.0)  # a diverged net: a large loss
+        out.append(loss if math.isfinite(loss) else DIVERGED)
     return np.array(out)  # (MAX_T,)
 
 
@@ -266,7 +269,7 @@ def _cnn_curve(u: np.ndarray) -> np.ndarray:
         net.eval()
         with torch.no_grad():
             loss = float(torch.nn.functional.cross_entropy(net(xv), yv))
-        out.append(loss if math.isfinite(loss) else 10.0)  # a diverged net: a large loss
+        out.append(loss if math.isfinite(loss) else DIVERGED)
     return np.array(out)  # (MAX_T,)
 
 
@@ -612,7 +615,7 @@ def _run_key(problem: CurveProblem | PoolProblem, contender: str, seed: int) -> 
     if isinstance(problem, PoolProblem):
         spec.append(POOL_SIZE)
         if problem.bandwidth:
-            spec.append(SMOOTH_BANDWIDTH)
+            spec += [SMOOTH_BANDWIDTH, DIVERGED]
     digest = hashlib.sha1(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:10]
     safe = "".join(ch if ch.isalnum() or ch in "-." else "_" for ch in contender)
     return f"{problem.name}__{safe}__s{seed}__{digest}.json"
