@@ -345,13 +345,15 @@ def check_ray_state(location: str) -> None:
 
 
 def _unreadable_state(location: str, what: str, exc: BaseException) -> str:
+    # warm_start reads a local directory or table: from a URI, a downloaded results.parquet.
+    source = f"{location}/results.parquet, downloaded" if is_uri(location) else repr(location)
     return (
         f"resume: Ray's saved state of this experiment cannot be read ({what}: "
         f"{type(exc).__name__}: {exc}); nothing was run. A driver killed while Ray copied its "
         "state leaves such a file cut short, and Ray would start the experiment over from zero. "
         f"The trials finished so far are kept in {location} (`hpt-ray show {location}`); to go "
         "on, start a new experiment (with searcher 'auto', searcher_options "
-        f"{{'warm_start': {location!r}}} starts it from these trials)"
+        f"{{'warm_start': {source}}} starts it from these trials)"
     )
 
 
