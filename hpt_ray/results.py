@@ -26,6 +26,7 @@ import pandas as pd
 from ray.tune import Callback
 
 from hpt_ray.objective import MetricNotReportedError, better, finite_metric, missing_metric_message
+from hpt_ray.ray_state import note_staging
 from hpt_ray.storage import RESULTS_FILE, RemoteMirror
 from hpt_ray.table import (
     FINAL_STATUSES,
@@ -128,6 +129,7 @@ class ResultsWriter(Callback):
     ) -> None:
         """Start from the log of an earlier run of this experiment (a resume), if any."""
         self._started = time.monotonic()
+        self._staging_noted = False
         if self.mirror is not None:
             self.mirror.start(self.log.path)
         if self.records:
@@ -140,6 +142,13 @@ class ResultsWriter(Callback):
                 self._metric_seen = True
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        if self.mirror is None and not getattr(self, "_staging_noted", True):
+            # Where this session's driver stages Ray's state: a resume after a kill mid-copy
+            # repairs a file cut short from it (hpt_ray.ray_state).
+            self._staging_noted = True
+            storage = getattr(trial, "storage", None)
+            if storage is not None:
+                note_staging(self.directory, storage.experiment_driver_staging_path)
         if trial.trial_id in self._frozen:
             return
         self._record(trial).status = "running"

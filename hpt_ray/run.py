@@ -9,12 +9,11 @@ starts or joins Ray (`ensure_ray`), checks that a trial fits the cluster, runs t
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import math
 import os
 import shutil
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +31,7 @@ from hpt_ray.cluster import (
 from hpt_ray.objective import MetricNotReportedError
 from hpt_ray.pbt import CheckpointRequiredError
 from hpt_ray.progress import ProgressPrinter
+from hpt_ray.ray_state import RestoreGuard, ResumeStateError, check_ray_state, repair_from_staging
 from hpt_ray.results import ResultsWriter, SigintWatch
 from hpt_ray.schedulers import SafeScheduler
 from hpt_ray.settings import RunSettings, SearchSettings
@@ -44,7 +44,6 @@ from hpt_ray.storage import (
     claim_location,
     holds_run,
     is_uri,
-    open_uri,
     stage_remote_run,
     staging_directory,
     upload_files,
@@ -52,7 +51,6 @@ from hpt_ray.storage import (
 from hpt_ray.table import records_to_frame, write_metadata
 from hpt_ray.tensorboard import HParamsLoggerCallback
 from hpt_ray.trial_log import read_log
-from searchers.validation import InvalidParameterError
 
 # With an autoscaler, check_feasible cannot know whether a node type could hold a trial; a run
 # whose trials all stay pending this long fails instead of waiting forever (hpt_ray.cluster).
@@ -173,7 +171,10 @@ def run_experiment(
         )
     if restoring:
         # Before Ray sees it: Ray restarts an experiment whose state it cannot read, from zero,
-        # in the same directory, and the resume exits 0 (ResumeStateError explains).
+        # in the same directory, and the resume exits 0 (hpt_ray.ray_state explains). A file
+        # cut short by a kill mid-copy is replaced by the killed driver's own copy if it is here.
+        if not remote:
+            repair_from_staging(directory)
         check_ray_state(location)
     if remote and restoring:
         # On this machine or another: the writer reloads the log, the scheduler its rungs.
@@ -244,7 +245,7 @@ def run_experiment(
             resume_errored=retry_errored,
             param_space=dict(space),
         )
-    guard = _RestoreGuard(location) if restoring else contextlib.nullcontext()
+    guard = RestoreGuard(location) if restoring else contextlib.nullcontext()
     with _ray_output(verbose), guard, SigintWatch() as watch:
         try:
             result_grid = tuner.fit()
@@ -282,106 +283,6 @@ def run_experiment(
         result_grid=result_grid,
         path=location,
     )
-
-
-class ResumeStateError(InvalidParameterError):
-    """``resume`` found Ray's saved state of the experiment unreadable, and ran nothing.
-
-    Ray copies its state files (written atomically in a staging directory) to the experiment's
-    directory one by one, in a background thread; a driver killed during a copy leaves a file cut
-    short. Ray, asked to restore from it, logs "Failed to restore the run state", then starts the
-    experiment over from zero in the same directory, and the resume ends with success and a table
-    of the wrong trials (seen in CI: 5 rows of 8, one left pending). We refuse instead.
-    """
-
-
-#: Ray's state files that ``Tuner.restore`` reads (the newest of each kind, by name): the trials,
-#: the search generator, the searcher and the callbacks.
-RAY_STATE_PATTERNS = (
-    "experiment_state-*.json",
-    "search_gen_state-*.json",
-    "searcher-state-*.pkl",
-    "callback-states-*.pkl",
-)
-
-
-def check_ray_state(location: str) -> None:
-    """Raise `ResumeStateError` if a state file that a restore of ``location`` reads does not
-    load (a local directory or a storage URI)."""
-    import fnmatch
-
-    import pyarrow.fs
-    import ray.cloudpickle as cloudpickle
-
-    if is_uri(location):
-        fs, base = open_uri(location)
-    else:
-        fs, base = pyarrow.fs.LocalFileSystem(), str(location)
-    base = base.rstrip("/")
-    listing = fs.get_file_info(pyarrow.fs.FileSelector(base, allow_not_found=True))
-    names = [info.base_name for info in listing if info.type == pyarrow.fs.FileType.File]
-    for pattern in RAY_STATE_PATTERNS:
-        matching = fnmatch.filter(names, pattern)
-        if not matching:
-            continue
-        newest = max(matching)  # what Ray loads
-        with fs.open_input_stream(f"{base}/{newest}") as stream:
-            data = stream.readall()
-        # The experiment state is JSON; the others are pickles, except that a searcher's own
-        # save (searchers.base) writes JSON.
-        loaders: list[Callable[[bytes], Any]]
-        loaders = [json.loads] if pattern.startswith("experiment") else [cloudpickle.loads]
-        if pattern.startswith("searcher"):
-            loaders.append(json.loads)
-        errors = []
-        for load in loaders:
-            try:
-                load(data)
-                break
-            except Exception as exc:  # any failure to load is the same refusal
-                errors.append(exc)
-        else:
-            raise ResumeStateError(_unreadable_state(location, newest, errors[0])) from errors[0]
-
-
-def _unreadable_state(location: str, what: str, exc: BaseException) -> str:
-    # warm_start reads a local directory or table: from a URI, a downloaded results.parquet.
-    source = f"{location}/results.parquet, downloaded" if is_uri(location) else repr(location)
-    return (
-        f"resume: Ray's saved state of this experiment cannot be read ({what}: "
-        f"{type(exc).__name__}: {exc}); nothing was run. A driver killed while Ray copied its "
-        "state leaves such a file cut short, and Ray would start the experiment over from zero. "
-        f"The trials finished so far are kept in {location} (`hpt-ray show {location}`); to go "
-        "on, start a new experiment (with searcher 'auto', searcher_options "
-        f"{{'warm_start': {source}}} starts it from these trials)"
-    )
-
-
-class _RestoreGuard(logging.Filter):
-    """While a restore runs: turn Ray's "Failed to restore the run state" (after which Ray
-    restarts the experiment from zero) into `ResumeStateError`, for a failure that
-    `check_ray_state` cannot see (a state that loads but does not apply)."""
-
-    LOGGER = "ray.tune.execution.tune_controller"
-
-    def __init__(self, location: str) -> None:
-        super().__init__()
-        self.location = location
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.getMessage().startswith("Failed to restore the run state"):
-            exc = record.exc_info[1] if record.exc_info else None
-            cause = exc if exc is not None else RuntimeError("no detail")
-            message = _unreadable_state(self.location, "in Ray's restore", cause)
-            raise ResumeStateError(message) from exc
-        return True
-
-    def __enter__(self) -> _RestoreGuard:
-        logging.getLogger(self.LOGGER).addFilter(self)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        logging.getLogger(self.LOGGER).removeFilter(self)
 
 
 def _find_cause(exc: BaseException, kind: type[BaseException]) -> BaseException | None:
