@@ -60,15 +60,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--storage-path", help="override the file's storage_path")
     run.add_argument("--name", help="override the file's experiment name")
     run.add_argument("--num-samples", type=int, help="override the file's num_samples")
-    run.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a field of the file, the value read as YAML; a dotted key reaches into "
-        "mappings; repeatable: --set searcher=pso --set epochs=3 "
-        "--set space.lr.loguniform=[1e-4,1e-2] --set scheduler_options.grace_period=2",
-    )
+    _set_argument(run)
     run.add_argument("--address", help="Ray cluster address (default: start a local Ray)")
     run.add_argument("--quiet", action="store_true", help="no progress line")
     run.set_defaults(handler=_run)
@@ -131,6 +123,7 @@ def _parser() -> argparse.ArgumentParser:
     submit.add_argument("--storage-path", help="override the file's storage_path (use s3://...)")
     submit.add_argument("--name", help="override the file's experiment name")
     submit.add_argument("--num-samples", type=int, help="override the file's num_samples")
+    _set_argument(submit)
     submit.add_argument(
         "--working-dir", default=".", help="project directory to upload (default: current)"
     )
@@ -163,6 +156,18 @@ def _parser() -> argparse.ArgumentParser:
     )
     lister.set_defaults(handler=_searchers)
     return parser
+
+
+def _set_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a field of the file, the value read as YAML; a dotted key reaches into "
+        "mappings; repeatable: --set searcher=pso --set epochs=3 "
+        "--set space.lr.loguniform=[1e-4,1e-2] --set scheduler_options.grace_period=2",
+    )
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -355,7 +360,12 @@ def _submit(args: argparse.Namespace) -> int:
     address = _need_address(args)
     # Check the file here: a typo should not cost an upload and a failed job. Its data is read
     # where it runs.
-    experiment = load_experiment(args.experiment, load_data=False)
+    flags = [
+        (key, getattr(args, key))
+        for key in ("storage_path", "name", "num_samples")
+        if getattr(args, key) is not None
+    ]
+    experiment = load_experiment(args.experiment, overrides=[*args.set, *flags], load_data=False)
     storage = args.storage_path or experiment.kwargs.get("storage_path")
     client = job_client(address)
     submission = submit_experiment(
@@ -367,6 +377,7 @@ def _submit(args: argparse.Namespace) -> int:
             "storage_path": args.storage_path,
             "name": args.name,
         },
+        sets=args.set,
         python=args.python,
         job_id=args.job_id,
         client=client,

@@ -239,6 +239,7 @@ def submit_experiment(
     address: str,
     working_dir: str | os.PathLike[str] = ".",
     overrides: Mapping[str, Any] | None = None,
+    sets: Sequence[str] = (),
     python: str = "python",
     job_id: str | None = None,
     client: Any = None,
@@ -251,6 +252,7 @@ def submit_experiment(
         working_dir: the project directory uploaded to the cluster, less
             ``WORKING_DIR_EXCLUDES`` (default: the current directory).
         overrides: ``num_samples``, ``storage_path``, ``name``, passed to ``hpt-ray run``.
+        sets: ``"KEY=VALUE"`` overrides of the file's fields, passed as ``hpt-ray run --set``.
         python: the interpreter on the head that has this project's dependencies.
     """
     root = Path(working_dir).resolve()
@@ -270,6 +272,8 @@ def submit_experiment(
     for key, value in (overrides or {}).items():
         if value is not None:
             arguments += [f"--{key.replace('_', '-')}", str(value)]
+    for item in sets:
+        arguments += ["--set", item]
     entrypoint = shlex.join(arguments)
     client = client or job_client(address)
     submitted = client.submit_job(

@@ -243,6 +243,23 @@ def load_experiment(
     )
 
 
+def _check_names(document: Mapping[str, Any], source: str) -> None:
+    """The searcher's and the scheduler's names and options, with the file: `hpt-ray submit`
+    checks it here before the upload. A searcher the model's module registers is known by now
+    (the model was imported)."""
+    import searchers
+    from hpt_ray.schedulers import check_scheduler_options
+
+    try:
+        if isinstance(document.get("searcher"), str):
+            searchers.check_searcher(document["searcher"], document.get("searcher_options"))
+        check_scheduler_options(
+            document.get("scheduler", "asha"), document.get("scheduler_options") or {}
+        )
+    except InvalidParameterError as exc:
+        raise ExperimentError(f"{source}: {exc}") from None
+
+
 def parse_experiment(
     document: Any,
     *,
@@ -282,6 +299,7 @@ def parse_experiment(
         document["model"], document.get("model_params") or {}, source=source, base_dir=root
     )
     space = {str(k): parse_domain(v, f"space.{k}", source) for k, v in document["space"].items()}
+    _check_names(document, source)
     kwargs = {k: v for k, v in document.items() if k not in _FILE_ONLY}
     if "data" in kwargs:
         kwargs["data"] = resolve_data(kwargs["data"], source=source, base_dir=root, load=load_data)

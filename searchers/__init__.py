@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -53,6 +53,7 @@ __all__ = [
     "TPESearcher",
     "WrappedSearcher",
     "available",
+    "check_searcher",
     "make_searcher",
     "register",
     "supports_grid",
@@ -144,6 +145,16 @@ def make_searcher(name: str, *, seed: int | None = None, **options: Any) -> Sear
     entry = _entry(name)
     _check_options(name, entry.factory, options)
     return entry.factory(seed=seed, **options)
+
+
+def check_searcher(name: str, options: Mapping[str, Any] | None = None) -> None:
+    """Check a searcher name and its options as `make_searcher` would, without building it
+    (an experiment file is checked before it is sent to a cluster).
+
+    Raises:
+        InvalidParameterError: as `make_searcher`.
+    """
+    _check_options(name, _entry(name).factory, dict(options or {}))
 
 
 def _entry(name: str) -> _Entry:
