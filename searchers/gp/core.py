@@ -51,7 +51,8 @@ from searchers.gp.model import (
     training_subset,
     warp_outputs,
 )
-from searchers.gp.optimize import AcquisitionSettings, maximize_log_ei
+from searchers.gp.optimize import AcquisitionSettings, Box, maximize_log_ei
+from searchers.gp.trust_region import TrustRegion
 from searchers.space import Lattice, SearchSpace
 from searchers.validation import (
     InstanceOf,
@@ -123,6 +124,20 @@ class GPEIOptions:
         "exclude" (BOHB) or "worst" (imputed with the worst value at that fidelity). NOTE(issue
         #15): "worst" was within one standard error of "exclude" at every budget, and not better
         at all of them (20 seeds, BENCHMARKS.md, "Multi-fidelity searchers under ASHA").
+    trust_region: EI is maximized inside a TuRBO trust region (`searchers.gp.trust_region`,
+        Eriksson et al. 2019) around the best point of the current epoch instead of over the
+        whole cube; the region grows after successes, shrinks after failures and restarts with
+        fresh Sobol points when it is smaller than ``tr_length_min``. Single-fidelity only (a
+        multi-fidelity run ignores it). Off by default: issue #16 measured it side by side
+        (scripts/results/searchers/gp_ei_trust_region.md).
+    tr_length_init, tr_length_min, tr_length_max: the region's side in unit coordinates at the
+        start of an epoch, below which it restarts, and its cap (TuRBO: 0.8, 0.5^7, 1.6).
+    tr_succ_tol: consecutive improvements that double the side (TuRBO: 3).
+    tr_fail_tol: consecutive non-improvements that halve it; None: ``max(4, dim)`` (TuRBO's
+        sequential rule).
+    tr_perturb_dims: a box candidate moves about this many coordinates away from the centre
+        (each with probability ``min(1, tr_perturb_dims / dim)``; TuRBO: 20), the rest stay at
+        the centre's: in high dimensions a point moved in every coordinate is rarely better.
     """
 
     n_initial: int | None = None
@@ -148,6 +163,13 @@ class GPEIOptions:
     fidelity_attr: str | None = DEFAULT_FIDELITY_ATTR
     fidelity_min_points: int | None = None
     stopped_trials: str = "exclude"
+    trust_region: bool = False
+    tr_length_init: float = 0.8
+    tr_length_min: float = 0.5**7
+    tr_length_max: float = 1.6
+    tr_succ_tol: int = 3
+    tr_fail_tol: int | None = None
+    tr_perturb_dims: float = 20.0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "local_scales", tuple(self.local_scales))
@@ -157,6 +179,7 @@ class GPEIOptions:
                 "fidelity_attr": (InstanceOf(str, "a result key (str)"), None),
                 "fidelity_min_points": (Interval(int, 2, None), None),
                 "stopped_trials": (Options(("exclude", "worst")),),
+                "trust_region": (InstanceOf(bool, "True or False"),),
             },
         )
         ints = {
@@ -172,6 +195,7 @@ class GPEIOptions:
             "n_refine": 1,
             "acq_maxiter": 0,
             "discrete_rounds": 0,
+            "tr_succ_tol": 1,
         }
         check_params(self, {name: (Interval(int, low, None),) for name, low in ints.items()})
         positive = Interval(float, 0, math.inf, closed="neither")
@@ -185,8 +209,19 @@ class GPEIOptions:
                 "min_loo_skill": (Interval(float, -math.inf, 1, closed="neither"), None),
                 "n_initial": (Interval(int, 1, None), None),
                 "blas_threads": (Interval(int, 1, None), None),
+                "tr_fail_tol": (Interval(int, 1, None), None),
+                "tr_length_init": (Interval(float, 0, 1, closed="right"),),
+                "tr_length_min": (Interval(float, 0, 1, closed="neither"),),
+                "tr_length_max": (Interval(float, 0, 2, closed="right"),),
+                "tr_perturb_dims": (Interval(float, 0, math.inf, closed="neither"),),
             },
         )
+        if not self.tr_length_min < self.tr_length_init <= self.tr_length_max:
+            raise InvalidParameterError(
+                "tr_length_min < tr_length_init <= tr_length_max must hold, got "
+                f"{self.tr_length_min}, {self.tr_length_init}, {self.tr_length_max}: "
+                "change one of them"
+            )
         if not self.local_scales:
             raise InvalidParameterError("local_scales must be a non-empty sequence, got ()")
         for i, scale in enumerate(self.local_scales):
@@ -203,6 +238,16 @@ class GPEIOptions:
 
     def initial_points(self, dim: int) -> int:
         return self.n_initial if self.n_initial is not None else min(max(5, dim + 1), 10)
+
+    def trust_region_for(self, dim: int) -> TrustRegion:
+        return TrustRegion(
+            length_init=self.tr_length_init,
+            length_min=self.tr_length_min,
+            length_max=self.tr_length_max,
+            succ_tol=self.tr_succ_tol,
+            fail_tol=self.tr_fail_tol if self.tr_fail_tol is not None else max(4, dim),
+            n_design=self.initial_points(dim),
+        )
 
     def acquisition(self) -> AcquisitionSettings:
         return AcquisitionSettings(
@@ -239,6 +284,7 @@ class GPEICore(BookedCore):
         self._n_fits = 0
         self._cache: tuple[int, GaussianProcess, np.ndarray, float] | None = None
         self._book = FidelityBook(keep_curves=True)
+        self._tr = options.trust_region_for(space.dim) if options.trust_region else None
 
     # ---- SearchCore ------------------------------------------------------------------------
     def ask(self, pending: np.ndarray) -> np.ndarray | None:
@@ -254,6 +300,8 @@ class GPEICore(BookedCore):
         n = len(self._y)
         if n + len(pending) < self._n_initial or n < 2 or np.ptp(self._y) == 0.0:
             return self._next_sobol()
+        if self._tr is not None and self._tr.in_design(self._sobol_drawn, n):
+            return self._next_sobol()  # a restarted trust region's fresh design
         if self._book.multi_fidelity:
             fitted = self._posterior_at_fidelity(pending)
             if fitted is None:
@@ -273,14 +321,19 @@ class GPEICore(BookedCore):
             zp, _ = model.predict(Xp)  # (p,)
             model = model.condition_on(Xp, zp)
             best = min(best, float(np.min(zp)))
+        U_best = U_sorted[: self._opt.n_best_local]
+        box = None
+        if self._tr is not None and not self._book.multi_fidelity:
+            box, U_best = self._trust_box(self._tr, model, U_sorted)
         return maximize_log_ei(
             model,
             best,
             self._lat,
             self._fmap,
-            U_sorted[: self._opt.n_best_local],
+            U_best,
             self._rng,
             self._opt.acquisition(),
+            box=box,
         )
 
     def tell(self, u: np.ndarray, value: float) -> None:
@@ -289,6 +342,8 @@ class GPEICore(BookedCore):
         self._cache = None
         if self._opt.fidelity_attr is not None:
             self._book.complete(u)
+        if self._tr is not None:
+            self._tr.observe(float(value), len(self._y), self._sobol_drawn)
 
     @property
     def finished(self) -> bool:
@@ -309,6 +364,7 @@ class GPEICore(BookedCore):
             "n_at_fit": self._n_at_fit,
             "n_fits": self._n_fits,
             "fidelity": self._book.state(),
+            "trust_region": None if self._tr is None else self._tr.state(),
         }
 
     @classmethod
@@ -334,12 +390,18 @@ class GPEICore(BookedCore):
         core._n_at_fit = int(state["n_at_fit"])
         core._n_fits = int(state["n_fits"])
         core._book = FidelityBook.from_state(state.get("fidelity"), keep_curves=True)
+        if core._tr is not None:
+            core._tr.restore(state["trust_region"])
         return core
 
     # ---- read-only views (tests, diagnostics) ----------------------------------------------
     @property
     def n_observations(self) -> int:
         return len(self._y)
+
+    @property
+    def trust_region(self) -> TrustRegion | None:
+        return self._tr
 
     @property
     def hyperparameters(self) -> np.ndarray | None:
@@ -355,6 +417,21 @@ class GPEICore(BookedCore):
         u = block[self._sobol_drawn]
         self._sobol_drawn += 1
         return self._lat.snap(u)
+
+    def _trust_box(
+        self, tr: TrustRegion, model: GaussianProcess, U_sorted: np.ndarray
+    ) -> tuple[Box, np.ndarray]:
+        """The trust region's box and the local candidates' centres inside it, the region's
+        centre first."""
+        center = tr.center(np.stack(self._U), np.array(self._y))  # (dim,)
+        lower, upper = tr.box(
+            center, np.exp(model.theta[: self._dim]), self._lat.categorical, self._lat.min_step
+        )
+        inside = np.all((U_sorted >= lower - 1e-12) & (U_sorted <= upper + 1e-12), axis=1)
+        others = [u for u in U_sorted[inside] if np.max(np.abs(u - center)) > 0.0]
+        U_best = np.array([center, *others])[: self._opt.n_best_local]  # (k, dim)
+        perturb = min(1.0, self._opt.tr_perturb_dims / self._dim)
+        return Box(lower, upper, center, perturb), U_best
 
     def _posterior(self) -> tuple[GaussianProcess, np.ndarray, float]:
         """The GP on the current observations (fitted when due), the observed points sorted

@@ -18,6 +18,11 @@ Steps, and why:
    quantized dimension, and every category of each categorical one (categories are one-hot in
    the model, so rounding a relaxed coordinate would be meaningless), greedy best-improvement
    for a few rounds.
+
+With a trust region (``box``, `searchers.gp.trust_region`) every step stays inside it: the Sobol
+candidates fill the box and each moves only a random subset of coordinates away from the box's
+centre (TuRBO's perturbation mask), the local candidates are clipped to it, L-BFGS-B is bounded by
+it, and discrete moves that leave it are skipped.
 """
 
 from __future__ import annotations
@@ -35,7 +40,24 @@ from searchers.gp.model import GaussianProcess
 from searchers.population import reflect
 from searchers.space import Lattice
 
-__all__ = ["AcquisitionSettings", "maximize_log_ei"]
+__all__ = ["AcquisitionSettings", "Box", "maximize_log_ei"]
+
+
+@dataclass(frozen=True)
+class Box:
+    """A trust region: ``lower``/``upper`` (dim,) bounds in the unit cube, its ``center``
+    (dim,), and the probability ``perturb`` that a Sobol candidate moves a coordinate away from
+    the centre."""
+
+    lower: np.ndarray
+    upper: np.ndarray
+    center: np.ndarray
+    perturb: float
+
+    def contains(self, U: np.ndarray, slack: np.ndarray) -> np.ndarray:
+        """(m,) whether each row of ``U`` ((m, dim)) lies in the box widened by ``slack``."""
+        lo, hi = self.lower - slack - 1e-12, self.upper + slack + 1e-12
+        return np.all((lo <= U) & (hi >= U), axis=1)
 
 
 @dataclass(frozen=True)
@@ -59,22 +81,31 @@ def maximize_log_ei(
     U_best: np.ndarray,
     rng: np.random.Generator,
     settings: AcquisitionSettings,
+    *,
+    box: Box | None = None,
 ) -> np.ndarray:
-    """The snapped unit point ((dim,)) with the highest log EI found.
+    """The snapped unit point ((dim,)) with the highest log EI found (inside ``box`` if given).
 
     ``U_best``: (k, dim) observed points, best first, around which local candidates are drawn.
     """
-    cand = _candidates(lattice, U_best, rng, settings)  # (m, dim)
+    cand = _candidates(lattice, U_best, rng, settings, box)  # (m, dim)
     values = _log_ei(model, best, fmap, cand)  # (m,)
     order = np.argsort(-values, kind="stable")
     top = _distinct(cand[order], settings.n_refine)  # (r, dim)
     continuous = [d for d in range(lattice.dim) if lattice.levels[d] is None]
     if continuous and settings.maxiter > 0:
-        top = _refine(model, best, fmap, top, continuous, settings.maxiter, lattice)
+        top = _refine(model, best, fmap, top, continuous, settings.maxiter, lattice, box)
     top_values = _log_ei(model, best, fmap, top)
     for i in range(len(top)):
         top[i], top_values[i] = _discrete_moves(
-            model, best, fmap, lattice, top[i], float(top_values[i]), settings.discrete_rounds
+            model,
+            best,
+            fmap,
+            lattice,
+            top[i],
+            float(top_values[i]),
+            settings.discrete_rounds,
+            box,
         )
     i = int(np.argmax(top_values))
     if not math.isfinite(float(top_values[i])):
@@ -83,12 +114,23 @@ def maximize_log_ei(
 
 
 def _candidates(
-    lattice: Lattice, U_best: np.ndarray, rng: np.random.Generator, settings: AcquisitionSettings
+    lattice: Lattice,
+    U_best: np.ndarray,
+    rng: np.random.Generator,
+    settings: AcquisitionSettings,
+    box: Box | None,
 ) -> np.ndarray:
     dim = lattice.dim
     sobol = qmc.Sobol(dim, scramble=True, seed=int(rng.integers(2**31)))
     m = max(1, round(math.log2(max(settings.n_sobol, 1))))
-    parts = [sobol.random_base2(m)]  # (2^m, dim)
+    fill = sobol.random_base2(m)  # (2^m, dim)
+    if box is not None:
+        fill = box.lower + (box.upper - box.lower) * fill
+        # TuRBO's mask: each coordinate moves with probability `perturb`, at least one per row.
+        mask = rng.random(fill.shape) < box.perturb  # (2^m, dim)
+        mask[np.arange(len(fill)), rng.integers(dim, size=len(fill))] = True
+        fill = np.where(mask, fill, box.center[None, :])
+    parts = [fill]
     if len(U_best) and settings.n_local > 0:
         k = min(len(U_best), settings.n_best_local)
         # The incumbent gets half the local budget; the next best share the rest.
@@ -106,6 +148,8 @@ def _candidates(
             cats = rng.integers(lattice.n_choices[d], size=settings.n_local)
             local[switch, d] = (cats[switch] + 0.5) / lattice.n_choices[d]
             local[~switch, d] = centres[~switch, d]
+        if box is not None:
+            local = np.clip(local, box.lower, box.upper)
         parts.append(local)
     cand = np.vstack(parts)  # (m, dim)
     return lattice.snap_rows(cand)
@@ -135,6 +179,7 @@ def _refine(
     continuous: list[int],
     maxiter: int,
     lattice: Lattice,
+    box: Box | None,
 ) -> np.ndarray:
     r, n_c = len(top), len(continuous)
     cols = np.array([fmap.column[d] for d in continuous])
@@ -156,12 +201,19 @@ def _refine(
         return -float(values.sum()), -flat_grad
 
     x0 = base[:, continuous].ravel()
+    if box is None:
+        bounds = [(0.0, 1.0)] * len(x0)
+    else:
+        lo = np.tile(box.lower[continuous], r)
+        hi = np.tile(box.upper[continuous], r)
+        x0 = np.clip(x0, lo, hi)  # a snapped start may sit a rounding error outside
+        bounds = list(zip(lo.tolist(), hi.tolist(), strict=True))
     res = scipy.optimize.minimize(
         negative,
         x0,
         jac=True,
         method="L-BFGS-B",
-        bounds=[(0.0, 1.0)] * len(x0),
+        bounds=bounds,
         options={"maxiter": maxiter},
     )
     out = base.copy()
@@ -181,8 +233,10 @@ def _discrete_moves(
     u: np.ndarray,
     value: float,
     rounds: int,
+    box: Box | None,
 ) -> tuple[np.ndarray, float]:
-    """Greedy best-improvement over single-dimension discrete moves."""
+    """Greedy best-improvement over single-dimension discrete moves (inside ``box``, which is at
+    least one level wide on each side of its centre)."""
     discrete = [d for d in range(lattice.dim) if lattice.levels[d] is not None]
     if not discrete:
         return u, value
@@ -213,6 +267,10 @@ def _discrete_moves(
             break
         # A move of a branch choice takes the new branch's parameters to their fixed value.
         V = lattice.canonical(np.stack(variants))  # (n_variants, dim)
+        if box is not None:
+            V = V[box.contains(V, lattice.min_step)]
+            if not len(V):
+                break
         values = _log_ei(model, best, fmap, V)
         j = int(np.argmax(values))
         if not values[j] > value:
