@@ -55,6 +55,14 @@ def test_bad_file_exits_nonzero_with_one_clear_line(tmp_path):
     assert not any(tmp_path.glob("*/results.parquet"))
 
 
+# Smaller than the files ask for, through the same --set a user would use (the examples' own
+# budgets, 20 epochs of the MLP and 5-fold CV of 100-iteration boosting, are for a real run).
+SMALLER = {
+    "breast_cancer_hgb": ["--set", "cv=3", "--set", "model_params.max_iter=40"],
+    "digits_mlp": ["--set", "epochs=4"],
+}
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("example", ["breast_cancer_hgb", "digits_mlp"])
 def test_run_and_show_examples(tmp_path, example):
@@ -63,6 +71,7 @@ def test_run_and_show_examples(tmp_path, example):
         f"scripts/examples/{example}.yaml",
         "--num-samples",
         "4",
+        *SMALLER[example],
         "--storage-path",
         str(tmp_path),
         "--name",
