@@ -77,24 +77,28 @@ def _searcher_completions(directory: Path) -> int:
 def test_max_failures_resumes_from_checkpoint(tmp_path):
     markers = tmp_path / "markers"
     markers.mkdir()
-    run = _run(tmp_path, make_flaky(markers), max_failures=2)
+    # Two trials: each failure starts a new trial actor (seconds of worker start-up on 2 busy
+    # cores), and two show the retry as well as four did.
+    run = _run(tmp_path, make_flaky(markers), num_samples=2, max_failures=2)
     frame = run.frame
-    assert len(frame) == 4
+    assert len(frame) == 2
     assert (frame["status"] == "completed").all(), frame[["status", "error"]]
     assert (frame["iterations"] == EPOCHS).all()
-    assert len(list(markers.iterdir())) == 4  # every trial failed once...
+    assert len(list(markers.iterdir())) == 2  # every trial failed once...
     for trial_id in frame["trial_id"]:
         # ...and went on from its epoch-2 checkpoint, not from scratch.
         assert run.last_results[trial_id]["start"] == 2
-    assert _searcher_completions(Path(run.path)) == 4
+    assert _searcher_completions(Path(run.path)) == 2
 
 
 def test_failing_trials_are_recorded_and_the_experiment_goes_on(tmp_path):
     markers = tmp_path / "markers"
     markers.mkdir()
-    run = _run(tmp_path, make_flaky(markers, always=True), max_failures=1)
+    # Three trials with two in flight: the third starts only after an error (the experiment goes
+    # on); each trial fails twice, and each failure starts a new trial actor.
+    run = _run(tmp_path, make_flaky(markers, always=True), num_samples=3, max_failures=1)
     frame = run.frame
-    assert len(frame) == 4
+    assert len(frame) == 3
     assert (frame["status"] == "error").all()
     assert frame["error"].str.contains("flaky trial: epoch 3").all()
     assert (frame["iterations"] == 2).all()  # what they reported before failing is kept
@@ -149,13 +153,15 @@ def test_no_stall_with_none_suggestions_and_errors(tmp_path):
         searcher=Hesitant(searchers.make_searcher("genetic", seed=3)),
         scheduler=make_scheduler("asha", max_t=3),
         max_t=3,
-        num_samples=12,
+        num_samples=8,
         max_concurrent=4,
         storage_path=tmp_path / "results",
         name="exp",
         verbose=0,
     )
     frame = run.frame
-    assert len(frame) == 12
+    assert len(frame) == 8
     assert frame["status"].isin(["completed", "stopped", "error"]).all()
     assert (frame["status"] == "error").sum() == (frame["config/x"] > 0.6).sum()
+    # Some trials did error (8 trials, each a new actor after an error: 12 took seconds more).
+    assert (frame["status"] == "error").any()
