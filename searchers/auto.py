@@ -21,7 +21,7 @@ __all__ = ["AutoSearcher", "TPESearcher"]
 class AutoSearcher(CoreSearcher):
     """Ray Tune searcher for `PortfolioCore` (``make_searcher("auto", seed=..., **options)``).
 
-    ``options`` are the fields of `AutoOptions` (``members``, ``discount``, ...) and
+    ``options`` are the fields of `AutoOptions` (``members``, ``credit``, ``eta``, ...) and
     ``warm_start``: an earlier experiment's directory (or its ``results.parquet``), a pandas
     DataFrame with ``config/<name>`` columns and the metric, or a list of
     ``{"config": {...}, "value": float}`` records (`searchers.warm_start`: what fits the space is
@@ -86,7 +86,7 @@ class AutoSearcher(CoreSearcher):
 
     @property
     def portfolio(self) -> PortfolioCore:
-        """The running portfolio (its members' suggestion counts and credit)."""
+        """The running portfolio (its members' suggestion counts and standing)."""
         core = self._ready_core()
         if not isinstance(core, PortfolioCore):
             raise RuntimeError("internal: auto's core is not a portfolio")
