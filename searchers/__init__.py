@@ -151,6 +151,10 @@ def check_searcher(name: str, options: Mapping[str, Any] | None = None) -> None:
     """Check a searcher name and its options as `make_searcher` would, without building it
     (an experiment file is checked before it is sent to a cluster).
 
+    Args:
+        name: a searcher name (`available`).
+        options: what `make_searcher` would be given besides ``seed``.
+
     Raises:
         InvalidParameterError: as `make_searcher`.
     """
