@@ -48,7 +48,7 @@ import numpy as np
 
 from searchers.core import SearchCore, rng_from_state, rng_state, spawn_rngs
 from searchers.genetic import GAOptions, GeneticAlgorithm
-from searchers.gp.core import GPEICore, GPEIOptions, blas_threads
+from searchers.gp.core import GPEICore, GPEIOptions, blas_threads, fit_when_due
 from searchers.gp.kernel import FeatureMap
 from searchers.gp.model import GPFitter, training_subset, warp_outputs
 from searchers.population import InFlight
@@ -453,20 +453,9 @@ class _CreditGP:
         idx = training_subset(U, y, opt.max_fit_points)
         X = self._fmap.encode(U[idx])  # (n_fit, F)
         z = warp_outputs(y[idx])  # (n_fit,)
-        due = self._fitter.theta is None or (
-            n != self._n_at_fit
-            and (n <= opt.refit_every_until or n - self._n_at_fit >= opt.refit_interval)
+        self._n_at_fit, self._n_fits = fit_when_due(
+            self._fitter, X, z, opt, n=n, n_at_fit=self._n_at_fit, n_fits=self._n_fits
         )
-        if due:
-            early = n <= opt.refit_every_until
-            self._fitter.fit(
-                X,
-                z,
-                restart=early and self._n_fits % opt.restart_every == 0,
-                maxiter=opt.fit_maxiter if early else opt.late_fit_maxiter,
-            )
-            self._n_at_fit = n
-            self._n_fits += 1
         model = self._fitter.model(X, z)
         return lambda Uq: model.predict(self._fmap.encode(Uq))[0]
 

@@ -447,21 +447,9 @@ class GPEICore(BookedCore):
         U_fit = U[idx]
         z = warp_outputs(y[idx])  # (n_fit,)
         X = self._fmap.encode(U_fit)  # (n_fit, F)
-        opt = self._opt
-        due = self._fitter.theta is None or (
-            n != self._n_at_fit
-            and (n <= opt.refit_every_until or n - self._n_at_fit >= opt.refit_interval)
+        self._n_at_fit, self._n_fits = fit_when_due(
+            self._fitter, X, z, self._opt, n=n, n_at_fit=self._n_at_fit, n_fits=self._n_fits
         )
-        if due:
-            early = n <= opt.refit_every_until
-            self._fitter.fit(
-                X,
-                z,
-                restart=early and self._n_fits % opt.restart_every == 0,
-                maxiter=opt.fit_maxiter if early else opt.late_fit_maxiter,
-            )
-            self._n_at_fit = n
-            self._n_fits += 1
         model = self._fitter.model(X, z)
         order = np.argsort(z, kind="stable")
         result = (model, U_fit[order], float(z[order[0]]))
@@ -533,3 +521,32 @@ def blas_threads(n: int) -> Iterator[None]:
         _CONTROLLER = ThreadpoolController()
     with _CONTROLLER.limit(limits=n, user_api="blas"):
         yield
+
+
+def fit_when_due(
+    fitter: GPFitter,
+    X: np.ndarray,
+    z: np.ndarray,
+    opt: GPEIOptions,
+    *,
+    n: int,
+    n_at_fit: int,
+    n_fits: int,
+) -> tuple[int, int]:
+    """Refit ``fitter``'s hyperparameters on ``X`` ((n_fit, F)), ``z`` ((n_fit,)) when gp-ei's
+    schedule says so (every new observation up to ``refit_every_until``, then every
+    ``refit_interval``; L-BFGS-B restarts every ``restart_every`` early fits); ``n`` observations
+    in all. Returns the new ``(n_at_fit, n_fits)``."""
+    due = fitter.theta is None or (
+        n != n_at_fit and (n <= opt.refit_every_until or n - n_at_fit >= opt.refit_interval)
+    )
+    if not due:
+        return n_at_fit, n_fits
+    early = n <= opt.refit_every_until
+    fitter.fit(
+        X,
+        z,
+        restart=early and n_fits % opt.restart_every == 0,
+        maxiter=opt.fit_maxiter if early else opt.late_fit_maxiter,
+    )
+    return n, n_fits + 1
