@@ -51,10 +51,11 @@ from searchers.genetic import GAOptions, GeneticAlgorithm
 from searchers.gp.core import GPEICore, GPEIOptions, blas_threads, fit_when_due
 from searchers.gp.kernel import FeatureMap
 from searchers.gp.model import GPFitter, training_subset, warp_outputs
+from searchers.gp.optimize import is_new
 from searchers.population import InFlight
 from searchers.pso import ParticleSwarm, PSOOptions
 from searchers.random_search import RandomCore, RandomOptions
-from searchers.space import SearchSpace
+from searchers.space import Lattice, SearchSpace
 from searchers.tpe import TPECore, TPEOptions
 from searchers.validation import (
     Interval,
@@ -217,6 +218,7 @@ class PortfolioCore:
         self._told_rounds: list[int] = []
         self._next_round = 0
         self._gp = _CreditGP(space)
+        self._lattice = Lattice(space)
 
     # ---- SearchCore ------------------------------------------------------------------------
     def ask(self, pending: np.ndarray) -> np.ndarray | None:
@@ -362,6 +364,16 @@ class PortfolioCore:
                 proposed[m] = True
         if not proposed.any():
             return None
+        # A proposal repeating a config observed or pending is not played and gains what the
+        # round's worst gains, while another member has a new point: a repeat tells nothing
+        # on a deterministic objective, and the GP's mean is lowest at the incumbent, so
+        # crediting repeats made Hedge favour the member that repeated it.
+        seen = self._lattice.snap_rows(np.vstack([*self._U, pending])) if self._U else pending
+        new = proposed.copy()
+        new[proposed] = is_new(self._lattice.snap_rows(proposals[proposed]), seen)
+        if new.any() and not new.all():
+            proposals[~new] = np.nan
+            proposed = new
         p = self._hedge_probabilities()
         p = np.where(proposed, p, 0.0)
         m = int(self._rng.choice(k, p=p / p.sum()))

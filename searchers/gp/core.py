@@ -51,7 +51,7 @@ from searchers.gp.model import (
     training_subset,
     warp_outputs,
 )
-from searchers.gp.optimize import AcquisitionSettings, Box, maximize_log_ei
+from searchers.gp.optimize import AcquisitionSettings, Box, is_new, maximize_log_ei
 from searchers.gp.trust_region import TrustRegion
 from searchers.space import Lattice, SearchSpace
 from searchers.validation import (
@@ -66,6 +66,8 @@ from searchers.validation import (
 __all__ = ["GPEICore", "GPEIOptions"]
 
 _VERSION = 1
+# Sobol points skipped in a row for repeating a config seen (`GPEICore._next_sobol`).
+_SOBOL_SKIPS = 8
 
 
 @dataclass(frozen=True)
@@ -302,18 +304,18 @@ class GPEICore(BookedCore):
         pending = np.asarray(pending, dtype=np.float64).reshape(-1, self._dim)
         n = len(self._y)
         if n + len(pending) < self._n_initial or n < 2 or np.ptp(self._y) == 0.0:
-            return self._next_sobol()
+            return self._next_sobol(pending)
         if self._tr is not None and self._tr.in_design(self._sobol_drawn, n):
-            return self._next_sobol()  # a restarted trust region's fresh design
+            return self._next_sobol(pending)  # a restarted trust region's fresh design
         if self._book.multi_fidelity:
             fitted = self._posterior_at_fidelity(pending)
             if fitted is None:
-                return self._next_sobol()
+                return self._next_sobol(pending)
             model, U_sorted, best, pending = fitted
         else:
             model, U_sorted, best = self._posterior()
         if self._opt.min_loo_skill is not None and model.loo_skill() <= self._opt.min_loo_skill:
-            return self._next_sobol()  # the model has not learned anything EI could use
+            return self._next_sobol(pending)  # the model has not learned anything EI could use
         if len(pending):
             # Kriging believer: each pending point is fantasized at its posterior mean and joins
             # the data, incumbent included. Keeping the observed incumbent instead made points
@@ -337,6 +339,7 @@ class GPEICore(BookedCore):
             self._rng,
             self._opt.acquisition(),
             box=box,
+            exclude=self._seen(pending),
         )
 
     def tell(self, u: np.ndarray, value: float) -> None:
@@ -412,14 +415,27 @@ class GPEICore(BookedCore):
         return None if theta is None else theta.copy()
 
     # ---- helpers ---------------------------------------------------------------------------
-    def _next_sobol(self) -> np.ndarray:
+    def _seen(self, pending: np.ndarray) -> np.ndarray:
+        """(n, dim) every config observed or pending, as snapped unit points."""
+        rows = [*self._U, *np.asarray(pending, dtype=np.float64).reshape(-1, self._dim)]
+        if not rows:
+            return np.zeros((0, self._dim))
+        return self._lat.snap_rows(np.stack(rows))
+
+    def _next_sobol(self, pending: np.ndarray | None = None) -> np.ndarray:
         # Drawn as a power-of-2 block from the start (Sobol's balance needs it, and a block
-        # makes the i-th point a function of (seed, i) alone: exact restore).
-        m = max(1, math.ceil(math.log2(self._sobol_drawn + 1)))
-        block = qmc.Sobol(self._dim, scramble=True, seed=self._sobol_seed).random_base2(m)
-        u = block[self._sobol_drawn]
-        self._sobol_drawn += 1
-        return self._lat.snap(u)
+        # makes the i-th point a function of (seed, i) alone: exact restore). On a discrete
+        # space two Sobol points can snap to one config: a repeat of a config observed or
+        # pending is skipped (at most _SOBOL_SKIPS times in a row: a nearly exhausted space).
+        seen = self._seen(np.zeros((0, self._dim)) if pending is None else pending)
+        for _ in range(_SOBOL_SKIPS + 1):
+            m = max(1, math.ceil(math.log2(self._sobol_drawn + 1)))
+            block = qmc.Sobol(self._dim, scramble=True, seed=self._sobol_seed).random_base2(m)
+            u = self._lat.snap(block[self._sobol_drawn])
+            self._sobol_drawn += 1
+            if is_new(u[None, :], seen)[0]:
+                break
+        return u
 
     def _trust_box(
         self, tr: TrustRegion, model: GaussianProcess, U_sorted: np.ndarray
