@@ -4,7 +4,7 @@ The main table's cells are medians over seeds, and with a few seeds a task whose
 few plateaus (a cross-validated error rate) swings a cell between 0 and 1. Two searchers run on
 the same problems and seeds can be compared run by run instead::
 
-    .venv/bin/python scripts/bench_paired.py bench_results/auto_tasks/results.csv --a auto --b gp-ei
+    .venv/bin/python scripts/bench_paired.py DIR/results.csv --a auto --b gp-ei
 
 For each pending mode k and reported budget, over the (problem, seed) pairs where both ran:
 

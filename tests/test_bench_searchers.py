@@ -131,3 +131,46 @@ def test_searcher_variants_run_side_by_side_and_bad_options_fail_early(tmp_path:
     ]:
         with pytest.raises(ValueError, match=match):
             bench_searchers.BenchOptions(searchers=(bad,), problems=("branin",), out=tmp_path)
+
+
+def test_paired_comparison_counts_runs_and_its_interval_excludes_zero_only_for_a_real_gap(
+    tmp_path: Path,
+) -> None:
+    import csv
+
+    import bench_paired
+
+    rows = []
+    for problem in ("p1", "p2"):
+        for seed in range(6):
+            # A: better than B on every run of p1, the same as B on p2.
+            for searcher, normalized in (
+                ("A", 0.2 if problem == "p1" else 0.5),
+                ("B", 0.6 if problem == "p1" else 0.5),
+            ):
+                rows.append(
+                    {
+                        "searcher": searcher,
+                        "problem": problem,
+                        "pending": 1,
+                        "seed": seed,
+                        "budget": 10,
+                        "regret": normalized * 2.0,
+                        "normalized_regret": normalized,
+                    }
+                )
+    path = tmp_path / "results.csv"
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    (result,) = bench_paired.compare(bench_paired.read_results(path), "A", "B")
+    assert (result.pairs, result.wins, result.ties, result.losses) == (12, 6, 6, 0)
+    assert result.score_diff == pytest.approx(20.0)  # (80 - 40) on half the pairs, 0 on the rest
+    assert result.ci_low > 0.0
+    assert result.p_value == pytest.approx(2 / 2**6)
+    assert result.per_problem["p1"] == (0.2, 0.6, 6, 0)
+    (reverse,) = bench_paired.compare(bench_paired.read_results(path), "B", "A")
+    assert reverse.score_diff == pytest.approx(-20.0)
+    assert reverse.ci_high < 0.0
+    assert "| 1 | 10 | 12 | 6 / 6 / 0 |" in bench_paired.render([result], "A", "B")

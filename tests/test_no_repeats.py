@@ -22,10 +22,7 @@ KIND = {"x": 0.0, "y": 0.3, "z": 0.6}
 def objective(c: dict[str, Any]) -> float:
     """Smooth in the ints, best at a corner (a=0, b=9, kind x, lr=0)."""
     return (
-        (c["a"] / 9.0) ** 2
-        + ((9 - c["b"]) / 9.0) ** 2
-        + KIND[c["kind"]]
-        + 0.1 * c.get("lr", 0.0)
+        (c["a"] / 9.0) ** 2 + ((9 - c["b"]) / 9.0) ** 2 + KIND[c["kind"]] + 0.1 * c.get("lr", 0.0)
     )
 
 
