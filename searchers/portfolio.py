@@ -51,11 +51,10 @@ from searchers.genetic import GAOptions, GeneticAlgorithm
 from searchers.gp.core import GPEICore, GPEIOptions, blas_threads, fit_when_due
 from searchers.gp.kernel import FeatureMap
 from searchers.gp.model import GPFitter, training_subset, warp_outputs
-from searchers.gp.optimize import is_new
 from searchers.population import InFlight
 from searchers.pso import ParticleSwarm, PSOOptions
 from searchers.random_search import RandomCore, RandomOptions
-from searchers.space import Lattice, SearchSpace
+from searchers.space import Lattice, SearchSpace, is_new
 from searchers.tpe import TPECore, TPEOptions
 from searchers.validation import (
     Interval,

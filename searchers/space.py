@@ -61,6 +61,7 @@ __all__ = [
     "Param",
     "SearchSpace",
     "config_path",
+    "is_new",
     "path_name",
 ]
 
@@ -927,3 +928,18 @@ def _unit_from_k(k: int, k_lo: int, k_hi: int, log: bool) -> float:
         return (k - k_lo + 0.5) / (k_hi - k_lo + 1)
     lo, hi = math.log(k_lo), math.log(k_hi + 1)
     return (0.5 * (math.log(k) + math.log(k + 1)) - lo) / (hi - lo)
+
+
+def is_new(U: np.ndarray, seen: np.ndarray) -> np.ndarray:
+    """(m,) whether each row of ``U`` ((m, dim)) differs from every row of ``seen`` ((n, dim))
+    by more than a rounding error in some coordinate (snapped points: equal configs are equal
+    unit points)."""
+    U, seen = np.atleast_2d(U), np.atleast_2d(seen)
+    if not len(seen) or not len(U):
+        return np.ones(len(U), dtype=bool)
+    out = np.empty(len(U), dtype=bool)
+    for start in range(0, len(U), 256):  # (256, n, dim) at a time: bounded memory
+        block = U[start : start + 256]
+        gap = np.max(np.abs(block[:, None, :] - seen[None, :, :]), axis=2)  # (b, n)
+        out[start : start + 256] = np.min(gap, axis=1) > 1e-9
+    return out

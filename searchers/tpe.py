@@ -31,8 +31,11 @@ import numpy as np
 from scipy.special import log_ndtr, logsumexp
 
 from searchers.core import rng_from_state, rng_state
-from searchers.space import SearchSpace
+from searchers.space import Lattice, SearchSpace, is_new
 from searchers.validation import Interval, check_params
+
+# Draws (startup points; candidate batches: an eighth as many) before a repeat is accepted.
+_REDRAWS = 64
 
 __all__ = ["TPECore", "TPEOptions"]
 
@@ -97,6 +100,7 @@ class TPECore:
             ]
         )  # (dim,)
         self._rng = rng
+        self._lattice = Lattice(space)
         self._U: list[np.ndarray] = []
         self._y: list[float] = []
 
@@ -108,10 +112,28 @@ class TPECore:
         if dim == 0:
             return np.zeros(0)
         if n < self._opt.n_startup or n < 2:
-            return self._rng.random(dim)
+            # Random startup; a draw repeating a config observed or pending is drawn again
+            # (at most _REDRAWS times: a nearly exhausted space may have no new one).
+            seen = self._lattice.snap_rows(np.vstack([*self._U, pending])) if n else pending
+            for _ in range(_REDRAWS):
+                u = self._rng.random(dim)
+                if is_new(self._lattice.snap(u)[None, :], seen)[0]:
+                    break
+            return u
         good, bad = self._split(pending)
-        cand = self._sample(good)  # (m, dim)
-        return cand[int(np.argmax(self._score(cand, good, bad)))]
+        # The best candidate that is not a config observed or pending (`searchers.gp.optimize`
+        # says why); when every candidate repeats one, more batches are drawn (a few).
+        seen = self._lattice.snap_rows(np.vstack([np.stack(self._U), pending]))
+        first: np.ndarray | None = None
+        for _ in range(_REDRAWS // 8):
+            cand = self._sample(good)  # (m, dim)
+            score = self._score(cand, good, bad)  # (m,)
+            if first is None:
+                first = cand[int(np.argmax(score))]
+            new = is_new(self._lattice.snap_rows(cand), seen)  # (m,)
+            if new.any():
+                return cand[int(np.argmax(np.where(new, score, -np.inf)))]
+        return first  # a nearly exhausted space: a repeat
 
     def log_ratio(self, C: np.ndarray, pending: np.ndarray) -> np.ndarray:
         """log l(u) - log g(u) at the points ``C`` ((m, dim)) given ``pending`` ((p, dim)):

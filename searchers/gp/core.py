@@ -51,9 +51,9 @@ from searchers.gp.model import (
     training_subset,
     warp_outputs,
 )
-from searchers.gp.optimize import AcquisitionSettings, Box, is_new, maximize_log_ei
+from searchers.gp.optimize import AcquisitionSettings, Box, maximize_log_ei
 from searchers.gp.trust_region import TrustRegion
-from searchers.space import Lattice, SearchSpace
+from searchers.space import Lattice, SearchSpace, is_new
 from searchers.validation import (
     InstanceOf,
     Interval,

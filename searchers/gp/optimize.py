@@ -44,9 +44,9 @@ from searchers.gp.acquisition import log_ei, log_ei_with_gradient
 from searchers.gp.kernel import FeatureMap
 from searchers.gp.model import GaussianProcess
 from searchers.population import reflect
-from searchers.space import Lattice
+from searchers.space import Lattice, is_new
 
-__all__ = ["AcquisitionSettings", "Box", "is_new", "maximize_log_ei"]
+__all__ = ["AcquisitionSettings", "Box", "maximize_log_ei"]
 
 
 @dataclass(frozen=True)
@@ -132,21 +132,6 @@ def maximize_log_ei(
         return top[i]  # every point found repeats one: the space is (nearly) exhausted
     j = int(np.argmax(np.where(new, pool_values, -np.inf)))
     return pool[j] if math.isfinite(float(pool_values[j])) else pool[int(np.argmax(new))]
-
-
-def is_new(U: np.ndarray, seen: np.ndarray) -> np.ndarray:
-    """(m,) whether each row of ``U`` ((m, dim)) differs from every row of ``seen`` ((n, dim))
-    by more than a rounding error in some coordinate (snapped points: equal configs are equal
-    unit points)."""
-    U, seen = np.atleast_2d(U), np.atleast_2d(seen)
-    if not len(seen) or not len(U):
-        return np.ones(len(U), dtype=bool)
-    out = np.empty(len(U), dtype=bool)
-    for start in range(0, len(U), 256):  # (256, n, dim) at a time: bounded memory
-        block = U[start : start + 256]
-        gap = np.max(np.abs(block[:, None, :] - seen[None, :, :]), axis=2)  # (b, n)
-        out[start : start + 256] = np.min(gap, axis=1) > 1e-9
-    return out
 
 
 def _candidates(
