@@ -40,6 +40,13 @@ box that keeps its optimum off the centre:
                      argmin is found coordinate by coordinate (optimum -4.6877).
     sphere20         sum (x - 0.3)^2 on [-1, 1]^20, optimum 0: an easy function in many
                      dimensions, to catch searchers that do not scale.
+
+Discrete set (`DISCRETE`, group ``discrete``; not run unless named): spaces of ints and
+categoricals only, where a searcher can suggest a config it has already evaluated (its
+``duplicates`` in the benchmark's CSV count those repeats, each a wasted trial):
+    grid300          a in 0..9, b in 0..9 (ints), kind in {x, y, z}: 300 configs; a bowl in
+                     (a, b) plus a per-kind offset, optimum 0 at a=0, b=9, kind x (a corner).
+    levy5-int        Levy on the integers -10..10 in 5-d (21^5 configs), optimum 0 at (1, .., 1).
 """
 
 from __future__ import annotations
@@ -54,6 +61,7 @@ import scipy.optimize
 from ray import tune
 
 __all__ = [
+    "DISCRETE",
     "HOLDOUT",
     "MAIN",
     "MIXED_TRAIN_ARGMIN",
@@ -62,6 +70,7 @@ __all__ = [
     "ackley",
     "branin",
     "get_problem",
+    "grid300",
     "griewank",
     "hartmann6",
     "levy",
@@ -370,11 +379,47 @@ _HOLDOUT_LIST = [
     _vector_problem("sphere20", shifted_sphere, [(-1.0, 1.0)] * 20, 0.0, (0.3,) * 20),
 ]
 
+_GRID_KINDS = {"x": 0.0, "y": 0.3, "z": 0.6}
+
+
+def _grid300_space() -> dict[str, Any]:
+    return {
+        "a": tune.randint(0, 10),
+        "b": tune.randint(0, 10),
+        "kind": tune.choice(list(_GRID_KINDS)),
+    }
+
+
+def grid300(config: Mapping[str, Any]) -> float:
+    return (
+        (int(config["a"]) / 9.0) ** 2
+        + ((9 - int(config["b"])) / 9.0) ** 2
+        + _GRID_KINDS[str(config["kind"])]
+    )
+
+
+def _levy5_int_space() -> dict[str, Any]:
+    return {f"x{i}": tune.randint(-10, 11) for i in range(5)}
+
+
+def _levy5_int(config: Mapping[str, Any]) -> float:
+    return levy(np.array([float(config[f"x{i}"]) for i in range(5)]))  # (5,)
+
+
+_DISCRETE_LIST = [
+    Problem("grid300", _grid300_space, grid300, 0.0, {"a": 0, "b": 9, "kind": "x"}),
+    Problem("levy5-int", _levy5_int_space, _levy5_int, 0.0, {f"x{i}": 1 for i in range(5)}),
+]
+
 #: The benchmark's problems (the default of ``--problems``).
 MAIN: tuple[str, ...] = tuple(p.name for p in _PROBLEM_LIST)
 #: The robustness set (see the module docstring).
 HOLDOUT: tuple[str, ...] = tuple(p.name for p in _HOLDOUT_LIST)
-PROBLEMS: dict[str, Problem] = {p.name: p for p in [*_PROBLEM_LIST, *_HOLDOUT_LIST]}
+#: Ints and categoricals only (see the module docstring).
+DISCRETE: tuple[str, ...] = tuple(p.name for p in _DISCRETE_LIST)
+PROBLEMS: dict[str, Problem] = {
+    p.name: p for p in [*_PROBLEM_LIST, *_HOLDOUT_LIST, *_DISCRETE_LIST]
+}
 
 
 def get_problem(name: str) -> Problem:

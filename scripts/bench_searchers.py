@@ -14,7 +14,8 @@ Usage (from the repository root)::
 
 Problems: a name of `bench_problems.PROBLEMS`, ``task:NAME`` for a real task of `tasks.TASKS`
 (scikit-learn models on bundled data, cross-validated loss), or a group: ``main`` (the default),
-``holdout`` (the robustness set), ``tasks`` (every real task). A real task's optimum is unknown:
+``holdout`` (the robustness set), ``discrete`` (ints and categoricals only), ``tasks`` (every real
+task). A real task's optimum is unknown:
 regret is measured from min(its stored reference, the best value any run observed), as
 `tasks` explains; the table lists that optimum per task and flags a beaten reference.
 
@@ -95,7 +96,7 @@ from typing import Any
 
 import numpy as np
 from anchors import SOTA_ANCHORS
-from bench_problems import HOLDOUT, MAIN, Problem, get_problem
+from bench_problems import DISCRETE, HOLDOUT, MAIN, Problem, get_problem
 from ray.tune.search import Searcher
 from tasks import TASKS, cached_objective, get_task, reference_value
 
@@ -274,10 +275,12 @@ def build_searcher(
 # ---- problems: the test functions of bench_problems and the real tasks of tasks.py ----------
 
 TASK_PREFIX = "task:"
-#: Names that ``--problems`` expands: the main set, the robustness set, every real task.
+#: Names that ``--problems`` expands: the main set, the robustness set, the discrete set, every
+#: real task.
 PROBLEM_GROUPS: dict[str, tuple[str, ...]] = {
     "main": MAIN,
     "holdout": HOLDOUT,
+    "discrete": DISCRETE,
     "tasks": tuple(f"{TASK_PREFIX}{name}" for name in TASKS),
 }
 
