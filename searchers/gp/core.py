@@ -302,20 +302,21 @@ class GPEICore(BookedCore):
         if self._dim == 0:
             return np.zeros(0)  # constants only: the one config (the base keeps it unique)
         pending = np.asarray(pending, dtype=np.float64).reshape(-1, self._dim)
+        in_flight = pending  # every pending point (a multi-fidelity fit narrows `pending`)
         n = len(self._y)
         if n + len(pending) < self._n_initial or n < 2 or np.ptp(self._y) == 0.0:
-            return self._next_sobol(pending)
+            return self._next_sobol(in_flight)
         if self._tr is not None and self._tr.in_design(self._sobol_drawn, n):
-            return self._next_sobol(pending)  # a restarted trust region's fresh design
+            return self._next_sobol(in_flight)  # a restarted trust region's fresh design
         if self._book.multi_fidelity:
             fitted = self._posterior_at_fidelity(pending)
             if fitted is None:
-                return self._next_sobol(pending)
+                return self._next_sobol(in_flight)
             model, U_sorted, best, pending = fitted
         else:
             model, U_sorted, best = self._posterior()
         if self._opt.min_loo_skill is not None and model.loo_skill() <= self._opt.min_loo_skill:
-            return self._next_sobol(pending)  # the model has not learned anything EI could use
+            return self._next_sobol(in_flight)  # the model has not learned anything EI could use
         if len(pending):
             # Kriging believer: each pending point is fantasized at its posterior mean and joins
             # the data, incumbent included. Keeping the observed incumbent instead made points
@@ -339,7 +340,7 @@ class GPEICore(BookedCore):
             self._rng,
             self._opt.acquisition(),
             box=box,
-            exclude=self._seen(pending),
+            exclude=self._seen(in_flight),
         )
 
     def tell(self, u: np.ndarray, value: float) -> None:
