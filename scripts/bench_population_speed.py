@@ -7,8 +7,9 @@ Usage (from the repository root)::
 Each searcher is driven through the plain Ray Tune ``Searcher`` protocol on the benchmark's mixed
 space (7 parameters of every kind) with 8 trials pending, up to N completed observations; then
 ``--repeats`` more suggest/complete steps are timed one by one (``time.perf_counter``) and their
-p50/p95 printed in milliseconds. Target: under 5 ms at 1000 observations (per-suggest work is
-O(population), never O(history)).
+p50/p95 printed in milliseconds. Target: under 5 ms at 1000 observations. The evolutionary work
+is O(population); the check that a proposal repeats no observed config is one vectorized
+O(history * dim) comparison (0.26 -> 0.34 ms p50 for pso at 1000 observations when it came in).
 """
 
 from __future__ import annotations

@@ -5,30 +5,47 @@ Both cores keep their members on the unit cube and emit points *snapped* to the 
 so that the point the base tells back (``to_unit(from_unit(u))``) is the point they asked, up to
 float round-off in log domains; `InFlight` matches the two with a tolerance.
 
+On a discrete space a move, a mutation or a local step often lands on a config already observed
+or in flight: a wasted trial (5 runs of 100 sequential suggestions on 300 configs repeated 195
+(pso) and 271 (genetic) times). `Observed` keeps every point told and `first_new` replaces such a
+proposal by the core's own perturbation of it, then by a random point of the space.
+
 Notation:
     dim: number of dimensions; n_pop: population (swarm) size; n_flight: points asked, not told.
-    u: (dim,) float64 in [0, 1].
+    u: (dim,) float64 in [0, 1]; n_told: distinct points told.
     levels[d]: (n_d,) unit coordinates of discrete dimension d's values (None when continuous).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
+from searchers.space import Lattice, is_new
+
 __all__ = [
     "InFlight",
+    "Observed",
     "QuasiRandom",
     "array_from_json",
     "array_to_json",
+    "first_new",
     "is_near_any",
     "reflect",
 ]
 
 #: Max-abs distance under which a told point is the asked point (log round-trips differ ~1e-16).
 MATCH_TOL = 1e-9
+#: A proposal repeating a config is redrawn this many times by the core's own perturbation, then
+#: replaced by uniform points of the space (batches of RANDOM_DRAWS, RANDOM_BATCHES of them)
+#: before the repeat is accepted: 256 draws miss the last 10 new configs of 300 with probability
+#: 2e-4, so a repeat comes only when the space is nearly exhausted (as `searchers.tpe`).
+REDRAWS = 8
+RANDOM_DRAWS = 64
+RANDOM_BATCHES = 4
 
 
 class QuasiRandom:
@@ -108,9 +125,85 @@ class InFlight:
         return i if gaps[i] <= MATCH_TOL else None
 
 
+class Observed:
+    """The distinct points told so far, for `first_new`; JSON-safe state (a list of rows).
+
+    Rows live in a buffer grown by doubling, so a tell costs O(n_told * dim) numpy work (the
+    duplicate check), never a Python loop over the history.
+    """
+
+    def __init__(self, dim: int) -> None:
+        self.dim = dim
+        self._buf = np.zeros((16, dim))  # (capacity, dim)
+        self._n = 0
+
+    def add(self, u: np.ndarray) -> None:
+        """Remember ``u`` ((dim,)) unless it is already (a told config may be told again)."""
+        if is_near_any(u, self.rows):
+            return
+        if self._n == len(self._buf):
+            self._buf = np.vstack([self._buf, np.zeros_like(self._buf)])  # (2 capacity, dim)
+        self._buf[self._n] = u
+        self._n += 1
+
+    @property
+    def rows(self) -> np.ndarray:
+        """(n_told, dim) the points, a read-only view."""
+        view = self._buf[: self._n]
+        view.flags.writeable = False
+        return view
+
+    def __len__(self) -> int:
+        return self._n
+
+    def state(self) -> list[list[float]]:
+        rows: list[list[float]] = self.rows.tolist()
+        return rows
+
+    @classmethod
+    def from_state(cls, dim: int, rows: list[list[float]]) -> Observed:
+        out = cls(dim)
+        for row in rows:
+            out.add(np.array(row, dtype=np.float64).reshape(dim))
+        return out
+
+
+def first_new(
+    u: np.ndarray,
+    taken: np.ndarray,
+    redraw: Callable[[np.ndarray, int], np.ndarray],
+    lattice: Lattice,
+    rng: np.random.Generator,
+) -> np.ndarray | None:
+    """``u`` ((dim,), snapped) when it is no row of ``taken`` ((n, dim): the configs observed or
+    pending), else the first new one of: ``redraw(previous, attempt)`` for attempts 1 to
+    `REDRAWS` (the core's perturbation; ``previous`` is the last point tried), then uniform
+    points of the space. None when none is new (a nearly exhausted space): the caller picks
+    which repeat to make.
+
+    Draws from ``rng`` only when ``u`` repeats a config, so a run without repeats (any run on a
+    continuous space) suggests exactly what it did before this check existed.
+    """
+    if lattice.dim == 0 or not is_near_any(u, taken):
+        return u
+    candidate = u
+    for attempt in range(1, REDRAWS + 1):
+        candidate = redraw(candidate, attempt)
+        if not is_near_any(candidate, taken):
+            return candidate
+    for _ in range(RANDOM_BATCHES):
+        draws = lattice.snap_rows(rng.random((RANDOM_DRAWS, lattice.dim)))  # (m, dim)
+        new = np.flatnonzero(is_new(draws, taken))
+        if len(new):
+            return draws[int(new[0])]
+    return None
+
+
 def is_near_any(u: np.ndarray, points: np.ndarray) -> bool:
     """Whether ``u`` equals (within `MATCH_TOL`) a row of ``points`` ((n, dim))."""
-    return bool(len(points)) and bool(np.min(np.max(np.abs(points - u), axis=1)) <= MATCH_TOL)
+    if not len(points) or not points.shape[1]:  # with no dimension every point is the same
+        return bool(len(points))
+    return bool(np.min(np.max(np.abs(points - u), axis=1)) <= MATCH_TOL)
 
 
 def reflect(x: np.ndarray) -> np.ndarray:

@@ -18,6 +18,9 @@ because a textbook swarm spends its budget converging. What this one changes, ea
   normalized space, categories by a sticky-switch rule (keep the category, or switch to the
   global best's, the personal best's or a random one with fixed probabilities);
 - a restart of every particle but the best on stagnation;
+- a proposal equal to a config observed or in flight (a wasted trial; frequent on a discrete
+  space, where a converged particle sits on the best config) is moved to a uniform point of a
+  box around it that doubles on each try, then to a random point (`searchers.population`);
 - under ASHA or HyperBand (issue #15, `searchers.fidelity`): each completed trial has a *level*,
   the fidelity it reached; once the run is multi-fidelity, bests are compared at equal fidelity
   (DEHB, Awad et al. 2021): a trial the scheduler stopped at a rung loses to one that went past
@@ -48,10 +51,11 @@ from searchers.fidelity import (
 )
 from searchers.population import (
     InFlight,
+    Observed,
     QuasiRandom,
     array_from_json,
     array_to_json,
-    is_near_any,
+    first_new,
     reflect,
 )
 from searchers.space import Lattice, SearchSpace
@@ -177,17 +181,26 @@ class ParticleSwarm(BookedCore):
         self._n_told = 0
         self._restarts = 0
         self._flight = InFlight(dim)
+        self._observed = Observed(dim)
         self._book = FidelityBook(keep_curves=False)
 
     # ---- SearchCore ------------------------------------------------------------------------
     def ask(self, pending: np.ndarray) -> np.ndarray | None:
         for tag in self._flight.reconcile(pending):
             self._release(tag)  # asked, then discarded by the base: never told
-        u, tag = self._propose()
-        for _ in range(8):  # a config already in flight: perturb it rather than lose the ask
-            if not is_near_any(u, pending):
-                break
-            u = self._lat.snap(reflect(u + self._rng.normal(0.0, 0.05, u.shape)))
+        proposed, tag = self._propose()
+        lat = self._lat
+        pending = pending.reshape(-1, lat.dim)  # (n_pending, dim)
+        taken = np.vstack([self._observed.rows, pending])  # (n, dim)
+
+        def redraw(_: np.ndarray, attempt: int) -> np.ndarray:
+            return self._nudge(proposed, attempt)
+
+        u = first_new(proposed, taken, redraw, lat, self._rng)
+        if u is None:  # every config nearly seen: a repeat, of a config not in flight if any
+            u = first_new(proposed, pending, redraw, lat, self._rng)
+        if u is None:
+            u = proposed
         if tag[1] >= 0:
             self._busy[int(tag[1])] = True
         if tag[0] == _LOCAL:
@@ -199,6 +212,7 @@ class ParticleSwarm(BookedCore):
         u = np.asarray(u, dtype=np.float64)
         tag = self._flight.pop(u)
         self._n_told += 1
+        self._observed.add(u)
         level = self._book.complete(u) if self._opt.fidelity_attr is not None else FULL_LEVEL
         lex = self._book.multi_fidelity
         improved = better(level, value, self._gbest_level, self._gbest_f, lex)
@@ -249,6 +263,7 @@ class ParticleSwarm(BookedCore):
             "n_told": self._n_told,
             "restarts": self._restarts,
             "flight": self._flight.state(),
+            "observed": self._observed.state(),
             "pbest_level": [level_to_json(v) for v in self._pbest_level.tolist()],
             "gbest_level": level_to_json(self._gbest_level),
             "fidelity": self._book.state(),
@@ -286,6 +301,12 @@ class ParticleSwarm(BookedCore):
             core._pbest_level = np.where(np.isinf(core._pbest_f), BAD_LEVEL, FULL_LEVEL)
             core._gbest_level = BAD_LEVEL if math.isinf(core._gbest_f) else FULL_LEVEL
         core._book = FidelityBook.from_state(state.get("fidelity"), keep_curves=False)
+        # Absent in a state saved before repeats were avoided: the bests are the points known.
+        told = state.get("observed")
+        if told is None:
+            known = core._pbest[np.isfinite(core._pbest_f)]  # (n_known, dim)
+            told = [*known.tolist(), *([core._gbest.tolist()] if core._gbest_f < math.inf else [])]
+        core._observed = Observed.from_state(dim, told)
         return core
 
     # ---- read-only views (tests, diagnostics) ----------------------------------------------
@@ -398,6 +419,23 @@ class ParticleSwarm(BookedCore):
             else:
                 u[d] = self._gbest[d]
         return lat.snap(u)
+
+    def _nudge(self, u: np.ndarray, attempt: int) -> np.ndarray:
+        """A uniform point in the box of half-width ``max(radius, one value) * 2^(attempt-1)``
+        around ``u`` (reflected), each categorical switched at random with probability
+        ``min(0.5, max(radius, 1/dim) * 2^(attempt-1))``: a local step around a proposal that
+        repeats a config, wider on each try (one value first: the nearest configs)."""
+        lat, rng = self._lat, self._rng
+        scale = 2.0 ** (attempt - 1)
+        width = np.maximum(self._radius, lat.min_step) * scale  # (dim,)
+        v = reflect(u + width * (2.0 * rng.random(lat.dim) - 1.0))
+        p_switch = min(0.5, max(self._radius, 1.0 / lat.dim) * scale)
+        for d in lat.cat_dims:
+            if rng.random() < p_switch:
+                v[d] = lat.category_unit(d, int(rng.integers(lat.n_choices[d])))
+            else:
+                v[d] = u[d]
+        return lat.snap(v)
 
     def _set_categories(self, i: int) -> None:
         for d in self._lat.cat_dims:
