@@ -76,7 +76,7 @@ def test_with_pending_no_suggestion_repeats_an_observed_or_pending_config(name: 
             searcher.on_trial_complete(oldest, {"loss": objective(pending.pop(oldest))})
 
 
-@pytest.mark.parametrize("name", ["gp-ei", "auto", "tpe"])
+@pytest.mark.parametrize("name", ["gp-ei", "auto", "tpe", "pso", "genetic"])
 def test_exhausted_space_still_suggests(name: str) -> None:
     """Six configs, ten trials: once every config is seen a repeat is the only answer."""
     searcher = make_searcher(name, seed=0)

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pytest
 from ray import tune
-from test_no_repeats import KIND, key, objective, space
+from test_no_repeats import key, objective, space
 
 from searchers import make_searcher
 
@@ -142,20 +142,3 @@ def test_restored_searcher_continues_exactly_without_repeats(name: str, tmp_path
     old.set_search_properties("loss", "min", sp)
     old.set_state(legacy)
     assert isinstance(old.suggest("x"), dict)
-
-
-@pytest.mark.parametrize("name", NAMES)
-def test_exhausted_space_still_suggests(name: str) -> None:
-    """Six configs, ten trials: every config once before any repeat, then repeats (the only
-    answer) rather than None."""
-    searcher = make_searcher(name, seed=0)
-    searcher.set_search_properties(
-        "loss", "min", {"a": tune.randint(0, 3), "kind": tune.choice(["x", "y"])}
-    )
-    seen = []
-    for i in range(10):
-        config = searcher.suggest(str(i))
-        assert isinstance(config, dict)
-        seen.append(key(config))
-        searcher.on_trial_complete(str(i), {"loss": config["a"] + KIND[config["kind"]]})
-    assert len(set(seen[:6])) == 6
