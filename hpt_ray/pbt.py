@@ -37,6 +37,9 @@ Safety (Ray issue #27170: PBT exploiting or pausing a trial that has no checkpoi
 
 - an exploit copies a checkpoint only when the donor's save resolved to a checkpoint whose
   directory exists; otherwise it is skipped and logged (`exploits` records each one taken);
+- a member that has trained ``max_t`` reports is neither copied nor copies (it counts as
+  finished, as Ray counts a stopped trial): copying its final checkpoint would leave the copier
+  nothing to train, ending it without a report under a config it never trained;
 - a member is never paused at a report that carried no checkpoint (Ray pauses members to share
   the cluster when the population is larger than the trials that fit; a function trainable
   resumed without a checkpoint starts over): it runs on to its next checkpoint;
@@ -293,6 +296,7 @@ class _SafePopulation:
     _trial_state: dict[Trial, Any]
     _perturbation_interval: float
     _burn_in_period: float
+    _quantile_fraction: float
     _metric: str | None
 
     def _setup_population(self, *, max_t: int, names: list[str]) -> None:
@@ -358,6 +362,26 @@ class _SafePopulation:
         if score is not None and math.isfinite(score):
             self._intervals[trial.trial_id] = _Interval(time, score, values)
         return returned
+
+    def _quantiles(self) -> tuple[list[Trial], list[Trial]]:
+        """Ray's bottom and top quantiles of the members still training, where a member whose
+        lineage has reached ``max_t`` counts as finished even before Ray marks it so (its stop
+        takes a moment under load). Copying such a member's last checkpoint would restart the
+        copier with nothing left to train: it would end without another report, its row
+        keeping the metric of the config it had before the exploit."""
+        ranked = [
+            trial
+            for trial, state in self._trial_state.items()
+            if state.last_score is not None
+            and not math.isnan(state.last_score)
+            and not trial.is_finished()
+            and state.last_train_time < self._max_t
+        ]
+        if len(ranked) < 2:
+            return [], []
+        ranked.sort(key=lambda t: self._trial_state[t].last_score)
+        size = min(math.ceil(len(ranked) * self._quantile_fraction), len(ranked) // 2)
+        return ranked[:size], ranked[-size:]
 
     def _exploit(self, tune_controller: Any, trial: Trial, trial_to_clone: Trial) -> None:
         donor = self._trial_state[trial_to_clone]

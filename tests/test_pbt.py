@@ -325,6 +325,38 @@ def test_an_exploit_from_a_checkpoint_gone_from_disk_is_skipped(tmp_path):
     assert member.config == {"x": 0.1}
 
 
+@pytest.mark.parametrize("name", ["pbt", "pb2"])
+def test_a_member_that_trained_max_t_reports_is_neither_copied_nor_copies(name):
+    # Under load Ray marks a stopped trial finished a moment late; meanwhile a member in the
+    # bottom quantile copied the final checkpoint of one at max_t and ended at once without a
+    # report: its row kept the metric of the config it had before (CI: iterations 4, not 6).
+    from ray.tune.experiment import Trial
+    from ray.tune.schedulers.pbt import _PBTTrialState
+
+    from hpt_ray.pbt import make_population_scheduler
+
+    scheduler = make_population_scheduler(
+        name,
+        max_t=6,
+        space={"x": tune.uniform(0.0, 1.0)},
+        quantile_fraction=0.5,
+        log_config=False,
+    )
+    scheduler.set_search_properties("score", "max")
+    members = {}
+    population = ((0.7, 1.0, 6), (0.6, 0.9, 4), (0.3, 0.5, 4), (0.1, 0.2, 4), (0.2, 0.4, 5))
+    for x, score, trained in population:
+        trial = Trial("fn", config={"x": x}, stub=True)  # all RUNNING to Ray: none finished
+        trial.status = Trial.RUNNING
+        state = scheduler._trial_state[trial] = _PBTTrialState(trial)
+        state.last_score, state.last_train_time = score, trained
+        members[x] = trial
+    lower, upper = scheduler._quantiles()
+    assert members[0.7] not in lower + upper  # trained max_t reports: done
+    assert lower == [members[0.1], members[0.2]]
+    assert upper == [members[0.3], members[0.6]]
+
+
 def _refused(**kwargs):
     arguments = {
         "model": sparse_checkpoints,
