@@ -345,6 +345,21 @@ class _SafePopulation:
             return TrialScheduler.CONTINUE
         return str(decision)
 
+    def on_trial_complete(self, tune_controller: Any, trial: Trial, result: dict) -> None:
+        event = self._pending_exploit.pop(trial.trial_id, None)
+        if event is not None:
+            # Its row keeps the reports of the config it had; its checkpoint is now the donor's.
+            logger.warning(
+                "trial %s copied trial %s's checkpoint of iteration %s and ended without a "
+                "report: its new values %s were never trained, and its row shows its metric "
+                "from before the copy (does the training function return when restored?)",
+                trial.trial_id,
+                event["donor"],
+                event["iteration"],
+                event["values"],
+            )
+        super().on_trial_complete(tune_controller, trial, result)  # type: ignore[misc]
+
     def _save_trial_state(self, state: Any, time: int, result: dict, trial: Trial) -> Any:
         returned = super()._save_trial_state(state, time, result, trial)  # type: ignore[misc]
         score = state.last_score  # PB2's override returns None

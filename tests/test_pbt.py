@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -54,6 +55,8 @@ def sparse_checkpoints(config):
         start, score = restored["iteration"], restored["score"]
     with open(os.path.join(config["side"], trial_id), "a") as f:
         f.write(json.dumps(restored) + "\n")
+    if restored is not None and config.get("quit_when_restored"):
+        return
     waited = 0.0
     while len(os.listdir(config["side"])) < config.get("together", 1) and waited < 60:
         time.sleep(0.05)
@@ -151,6 +154,43 @@ def test_members_exploit_real_checkpoints_and_the_schedule_is_recorded(tmp_path,
     best = result.trials.loc[result.trials["final_metric"].idxmax(), "trial_id"]
     last = schedule[schedule["trial_id"] == best].sort_values("iteration").iloc[-1]
     assert result.best_config["x"] == pytest.approx(last["config/x"])
+
+
+@pytest.mark.slow
+def test_a_member_that_ends_without_a_report_after_copying_is_told(tmp_path, side, caplog):
+    # Someone else's training function: it returns when it is handed a checkpoint. A member
+    # that copies a donor then ends with nothing reported under its new values: the row cannot
+    # say so, the log must.
+    with caplog.at_level(logging.WARNING, logger="hpt_ray.pbt"):
+        result = hpt_ray.tune_model(
+            sparse_checkpoints,
+            {
+                "x": tune.uniform(0.0, 1.0),
+                "epochs": 6,
+                "together": 2,
+                "side": str(side),
+                "quit_when_restored": True,
+            },
+            metric="score",
+            mode="max",
+            searcher="random",
+            scheduler="pbt",
+            scheduler_options={"perturbation_interval": 1, "quantile_fraction": 0.5},
+            num_samples=4,
+            max_concurrent=2,
+            epochs=6,
+            seed=3,
+            storage_path=tmp_path / "runs",
+            verbose=0,
+        )
+    # A member restored from its own checkpoint after a pause also quits; only copiers count.
+    copied = [
+        t for t, starts in _starts(side).items() if any(s and s["owner"] != t for s in starts)
+    ]
+    assert copied, "no member copied another: nothing to check"
+    told = [r.getMessage() for r in caplog.records if "ended without a report" in r.getMessage()]
+    assert sorted(m.split()[1] for m in told) == sorted(copied), told
+    assert len(result.trials) == 4
 
 
 DRIVER = """
