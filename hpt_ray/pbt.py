@@ -39,7 +39,8 @@ Safety (Ray issue #27170: PBT exploiting or pausing a trial that has no checkpoi
   directory exists; otherwise it is skipped and logged (`exploits` records each one taken);
 - a member that has trained ``max_t`` reports is neither copied nor copies (it counts as
   finished, as Ray counts a stopped trial): copying its final checkpoint would leave the copier
-  nothing to train, ending it without a report under a config it never trained;
+  nothing to train, ending it without a report under a config it never trained; a member that
+  still ends so (a training function that returns when restored) is named in a warning;
 - a member is never paused at a report that carried no checkpoint (Ray pauses members to share
   the cluster when the population is larger than the trials that fit; a function trainable
   resumed without a checkpoint starts over): it runs on to its next checkpoint;
