@@ -99,20 +99,20 @@ def side(tmp_path):
     return directory
 
 
-@pytest.mark.slow
-def test_members_exploit_real_checkpoints_and_the_schedule_is_recorded(tmp_path, side):
-    result = hpt_ray.tune_model(
+def _population_of_four(tmp_path, side, *, explore="ray", **config):
+    """A 6-epoch population of 4 members of `sparse_checkpoints` on 2 slots, where the bottom
+    half copies the top half at every report: more exploits, none of them left to chance."""
+    return hpt_ray.tune_model(
         sparse_checkpoints,
-        {"x": tune.uniform(0.0, 1.0), "epochs": 6, "together": 2, "side": str(side)},
+        {"x": tune.uniform(0.0, 1.0), "epochs": 6, "together": 2, "side": str(side), **config},
         metric="score",
         mode="max",
         searcher="random",
         scheduler="pbt",
-        # The bottom half copies the top half: more exploits, none of them left to chance.
         scheduler_options={
             "perturbation_interval": 1,
             "quantile_fraction": 0.5,
-            "explore": "gp-ei",
+            "explore": explore,
         },
         num_samples=4,
         max_concurrent=2,  # two members wait: Ray pauses the others to share the slots
@@ -121,6 +121,11 @@ def test_members_exploit_real_checkpoints_and_the_schedule_is_recorded(tmp_path,
         storage_path=tmp_path / "runs",
         verbose=0,
     )
+
+
+@pytest.mark.slow
+def test_members_exploit_real_checkpoints_and_the_schedule_is_recorded(tmp_path, side):
+    result = _population_of_four(tmp_path, side, explore="gp-ei")
     schedule = result.schedule
     assert schedule is not None
     assert read_schedule(result.path).equals(schedule)
@@ -162,27 +167,7 @@ def test_a_member_that_ends_without_a_report_after_copying_is_told(tmp_path, sid
     # that copies a donor then ends with nothing reported under its new values: the row cannot
     # say so, the log must.
     with caplog.at_level(logging.WARNING, logger="hpt_ray.pbt"):
-        result = hpt_ray.tune_model(
-            sparse_checkpoints,
-            {
-                "x": tune.uniform(0.0, 1.0),
-                "epochs": 6,
-                "together": 2,
-                "side": str(side),
-                "quit_when_restored": True,
-            },
-            metric="score",
-            mode="max",
-            searcher="random",
-            scheduler="pbt",
-            scheduler_options={"perturbation_interval": 1, "quantile_fraction": 0.5},
-            num_samples=4,
-            max_concurrent=2,
-            epochs=6,
-            seed=3,
-            storage_path=tmp_path / "runs",
-            verbose=0,
-        )
+        result = _population_of_four(tmp_path, side, quit_when_restored=True)
     # A member restored from its own checkpoint after a pause also quits; only copiers count.
     copied = [
         t for t, starts in _starts(side).items() if any(s and s["owner"] != t for s in starts)

@@ -197,7 +197,7 @@ if __name__ == "__main__":
     parser.add_argument("--names", nargs="*", help="searchers (default: all registered)")
     args = parser.parse_args()
     if any(os.environ.get(k) != v for k, v in PINNED.items()):
-        data = pinned_record(args.names)  # the same process, on the pinned code paths
+        data = pinned_record(args.names)  # this script again, in a pinned fresh process
     else:
         import torch
 
