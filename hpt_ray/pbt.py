@@ -35,8 +35,11 @@ time-varying GP over (time, reward, hyperparameters); ours reuses the searchers 
 
 Safety (Ray issue #27170: PBT exploiting or pausing a trial that has no checkpoint):
 
-- an exploit copies a checkpoint only when the donor's save resolved to a checkpoint whose
-  directory exists; otherwise it is skipped and logged (`exploits` records each one taken);
+- an exploit copies a checkpoint the donor reported itself, whose directory exists: the one of
+  its last perturbation when that report carried one, else its latest one (Ray skips the exploit
+  then: a member that checkpoints less often than it is perturbed would be copied by chance);
+  a donor with none yet is skipped, one whose directory is gone is skipped and logged
+  (`exploits` records each one taken);
 - a member that has trained ``max_t`` reports is neither copied nor copies (it counts as
   finished, as Ray counts a stopped trial): copying its final checkpoint would leave the copier
   nothing to train, ending it without a report under a config it never trained; a member that
@@ -47,8 +50,8 @@ Safety (Ray issue #27170: PBT exploiting or pausing a trial that has no checkpoi
 - when a member has made ``CHECKPOINT_GRACE`` perturbation intervals of reports (after the
   burn-in) and no member has reported a checkpoint yet, the run ends with
   `CheckpointRequiredError` (a training function that does not checkpoint would otherwise run a
-  population that never exploits). One that checkpoints less often than it is perturbed runs:
-  exploits of a donor whose last report carried no checkpoint are skipped.
+  population that never exploits). One that checkpoints less often than it is perturbed runs,
+  its members copied at their latest checkpoints.
 
 The schedule (``schedule.parquet`` in the run directory, `read_schedule`): one row per report of
 every member: ``trial_id``, ``iteration``, ``metric`` (the reported value), ``exploited_from``
@@ -70,6 +73,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
+from ray.train._internal.session import _FutureTrainingResult
 from ray.tune import Checkpoint
 from ray.tune.experiment import Trial
 from ray.tune.schedulers import PopulationBasedTraining, TrialScheduler
@@ -306,6 +310,8 @@ class _SafePopulation:
         self.exploits: list[dict[str, Any]] = []
         self.schedule_rows: list[dict[str, Any]] = []
         self._checkpointed: set[str] = set()
+        # Trial id -> the iteration of the last checkpoint it reported itself (not copied).
+        self._own_checkpoint: dict[str, int] = {}
         self._reports: dict[str, int] = {}
         self._pending_exploit: dict[str, dict[str, Any]] = {}
         self._intervals: dict[str, _Interval] = {}
@@ -323,6 +329,7 @@ class _SafePopulation:
         iteration = int(result.get(TIME_ATTR, 0))
         if result.get("should_checkpoint"):
             self._checkpointed.add(trial_id)
+            self._own_checkpoint[trial_id] = iteration
         self._record(trial_id, iteration, result, values)
         self._reports[trial_id] = self._reports.get(trial_id, 0) + 1
         limit = self._burn_in_period + CHECKPOINT_GRACE * self._perturbation_interval
@@ -399,6 +406,43 @@ class _SafePopulation:
         size = min(math.ceil(len(ranked) * self._quantile_fraction), len(ranked) // 2)
         return ranked[:size], ranked[-size:]
 
+    def _checkpoint_or_exploit(
+        self,
+        trial: Trial,
+        tune_controller: Any,
+        upper_quantile: list[Trial],
+        lower_quantile: list[Trial],
+    ) -> None:
+        if trial in lower_quantile:
+            for donor in upper_quantile:  # Ray draws one of them; each has a checkpoint to give
+                self._resolve_donor(donor)
+        super()._checkpoint_or_exploit(  # type: ignore[misc]
+            trial, tune_controller, upper_quantile, lower_quantile
+        )
+
+    def _resolve_donor(self, donor: Trial) -> None:
+        """Point ``donor``'s state at the checkpoint an exploit of it copies, with the metrics of
+        the report that made it (Ray restores the copier's iteration from them): the save Ray
+        scheduled at its last perturbation if that report carried a checkpoint, else the latest
+        checkpoint it reported itself, else None (Ray then skips the exploit)."""
+        state = self._trial_state[donor]
+        pending = state.last_checkpoint
+        if isinstance(pending, Checkpoint):
+            return  # a paused donor: Ray took the checkpoint it paused with
+        if isinstance(pending, _FutureTrainingResult):
+            resolved = pending.resolve()
+            if resolved is not None and resolved.checkpoint is not None:
+                state.last_checkpoint, state.last_result = resolved.checkpoint, resolved.metrics
+                return
+        state.last_checkpoint = None
+        own = self._own_checkpoint.get(donor.trial_id)
+        latest = donor.latest_checkpoint_result
+        if own is None or latest is None or latest.checkpoint is None:
+            return
+        if latest.metrics.get(TIME_ATTR) != own:
+            return  # not the one it reported: it was restored from another's since
+        state.last_checkpoint, state.last_result = latest.checkpoint, dict(latest.metrics)
+
     def _exploit(self, tune_controller: Any, trial: Trial, trial_to_clone: Trial) -> None:
         donor = self._trial_state[trial_to_clone]
         checkpoint = donor.last_checkpoint
@@ -424,6 +468,7 @@ class _SafePopulation:
         }
         self.exploits.append(event)
         self._pending_exploit[trial.trial_id] = event
+        self._own_checkpoint.pop(trial.trial_id, None)  # its checkpoint is now the donor's
         if donor.last_score is not None:
             self._intervals[trial.trial_id] = _Interval(
                 donor_iteration, float(donor.last_score), values
