@@ -318,6 +318,11 @@ class _SafePopulation:
         self.observations: list[_Observation] = []
         self._skipped = 0
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # A resume unpickles the scheduler the killed driver saved (hpt_ray.schedulers); one
+        # saved by an earlier version lacks what was added since, which starts empty.
+        self.__dict__.update({"_own_checkpoint": {}, **state})
+
     def on_trial_add(self, tune_controller: Any, trial: Trial) -> None:
         # Ray refuses any searcher under PBT because configs change during a trial; ours only
         # draws the initial population (num_samples members), which is sound.

@@ -499,6 +499,30 @@ def test_a_member_that_trained_max_t_reports_is_neither_copied_nor_copies(name):
     assert upper == [members[0.3], members[0.6]]
 
 
+def test_a_scheduler_saved_before_own_checkpoints_were_tracked_resumes():
+    # A run started on the previous release and resumed on this one unpickles a scheduler
+    # without `_own_checkpoint`: it starts empty (no donor is copied at an older checkpoint until
+    # it reports one), instead of an AttributeError at the first checkpoint.
+    import pickle
+
+    from ray.tune.experiment import Trial
+    from ray.tune.schedulers.pbt import _PBTTrialState
+
+    from hpt_ray.pbt import make_population_scheduler
+
+    scheduler = make_population_scheduler(
+        "pbt", max_t=6, space={"x": tune.uniform(0.0, 1.0)}, log_config=False
+    )
+    scheduler.set_search_properties("score", "max")
+    del scheduler._own_checkpoint
+    resumed = pickle.loads(pickle.dumps(scheduler))
+    assert resumed._own_checkpoint == {}
+    donor = Trial("fn", config={"x": 0.7}, stub=True)
+    resumed._trial_state[donor] = _PBTTrialState(donor)
+    resumed._resolve_donor(donor)
+    assert resumed._trial_state[donor].last_checkpoint is None
+
+
 def _refused(**kwargs):
     arguments = {
         "model": sparse_checkpoints,
