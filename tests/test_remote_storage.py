@@ -215,7 +215,15 @@ def _document(scheduler: str) -> dict:
         "max_concurrent": 2,
         "epochs": 6,
         "seed": 0,
-        "space": {"lr": {"loguniform": [1e-3, 1e-1]}, "hidden_size": [32, 64], "n_layers": 1},
+        "space": {
+            "lr": {"loguniform": [1e-3, 1e-1]},
+            "hidden_size": [32, 64],
+            "n_layers": 1,
+            # Small batches: trials of about a second, so the kill test's driver is killed with
+            # trials left (with the default 64, ten digits-MLP trials took 1.3 s in all on a
+            # fast CPU; tests/test_fault_resume.py).
+            "batch_size": 8,
+        },
     }
 
 
