@@ -206,6 +206,9 @@ def load_experiment(directory: str | os.PathLike[str]) -> Experiment:
         loaded = yaml.safe_load(yaml_text)
         yaml_doc = dict(loaded) if isinstance(loaded, Mapping) else {}
     curves, sessions = _read_histories(location, metric, remote=remote)
+    schedule = _read_schedule(location, remote=remote)
+    if schedule is not None:
+        curves.update(_schedule_curves(schedule))
     name = str(meta.get("name") or location.rstrip("/").rsplit("/", 1)[-1])
     return Experiment(
         path=location,
@@ -220,8 +223,21 @@ def load_experiment(directory: str | os.PathLike[str]) -> Experiment:
         sessions=sessions,
         yaml_text=yaml_text,
         yaml_doc=yaml_doc,
-        schedule=_read_schedule(location, remote=remote),
+        schedule=schedule,
     )
+
+
+def _schedule_curves(schedule: pd.DataFrame) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """A population member's curve from the schedule, which holds every report of its lineage:
+    Ray's ``result.json`` of a member restarted from a copied checkpoint can lose the reports it
+    made before (seen: a member that reported iteration 1, then copied a checkpoint of 6, had 7-9
+    only)."""
+    curves: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for trial_id, rows in schedule.groupby(schedule["trial_id"].astype(str)):
+        rows = rows.sort_values("iteration")
+        values = pd.to_numeric(rows["metric"], errors="coerce").to_numpy(dtype=float)
+        curves[str(trial_id)] = (rows["iteration"].to_numpy(dtype=float), values)
+    return curves
 
 
 _FRAME_COLUMNS = {
