@@ -12,7 +12,9 @@ pull request. It is built from what an experiment directory holds:
 - each trial's ``result.json`` (Ray writes one JSON line per report): the learning curves,
   and the timeline (node, start and end of each session of the trial);
 - ``schedule.parquet`` for a population-based run (``scheduler="pbt"``/``"pb2"``,
-  ``hpt_ray.pbt``): each member's perturbed hyperparameters at every report, with its exploits.
+  ``hpt_ray.pbt``): each member's perturbed hyperparameters at every report, with its exploits;
+  also its learning curve (every report of its lineage, which a restarted member's ``result.json``
+  can lack).
 
 Sections: at a glance; optimization history; learning curves with the scheduler's cut points; the
 hyperparameter schedule (population runs only); parameter importance; slice plots; parallel
