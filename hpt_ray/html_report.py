@@ -210,7 +210,15 @@ def load_experiment(directory: str | os.PathLike[str]) -> Experiment:
     curves, sessions = _read_histories(location, metric, remote=remote)
     schedule = _read_schedule(location, remote=remote)
     if schedule is not None:
-        curves.update(_schedule_curves(schedule))
+        for trial_id, (its, values) in _schedule_curves(schedule).items():
+            # The schedule's reports, and result.json's for any iteration it lacks (a schedule
+            # written last a moment before a snapshot of a running experiment).
+            known_its, known_values = curves.get(trial_id, (np.empty(0), np.empty(0)))
+            extra = ~np.isin(known_its, its)
+            its = np.concatenate([its, known_its[extra]])
+            values = np.concatenate([values, known_values[extra]])
+            order = np.argsort(its, kind="stable")
+            curves[trial_id] = (its[order], values[order])
     name = str(meta.get("name") or location.rstrip("/").rsplit("/", 1)[-1])
     return Experiment(
         path=location,
@@ -230,10 +238,10 @@ def load_experiment(directory: str | os.PathLike[str]) -> Experiment:
 
 
 def _schedule_curves(schedule: pd.DataFrame) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """A population member's curve from the schedule, which holds every report of its lineage:
-    Ray's ``result.json`` of a member restarted from a copied checkpoint can lose the reports it
-    made before (seen: a member that reported iteration 1, then copied a checkpoint of 6, had 7-9
-    only)."""
+    """A population member's curve from the schedule, which holds every report of its lineage
+    (the value reported; NaN where it was missing or not finite): Ray's ``result.json`` of a
+    member restarted from a copied checkpoint can lose the reports it made before (seen: a member
+    that reported iteration 1, then copied a checkpoint of 6, had 7-9 only)."""
     curves: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for trial_id, rows in schedule.groupby(schedule["trial_id"].astype(str)):
         rows = rows.sort_values("iteration")

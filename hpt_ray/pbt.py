@@ -54,7 +54,9 @@ Safety (Ray issue #27170: PBT exploiting or pausing a trial that has no checkpoi
   its members copied at their latest checkpoints.
 
 The schedule (``schedule.parquet`` in the run directory, `read_schedule`): one row per report of
-every member: ``trial_id``, ``iteration``, ``metric`` (the reported value), ``exploited_from``
+every member: ``trial_id``, ``iteration``, ``metric`` (the reported value; None where it was
+missing or not finite, though the scheduler ranked the member by the worst finite value so far),
+``exploited_from``
 (the donor's trial id on a member's first report after an exploit, else None), ``checkpoint``
 (the donor checkpoint it was copied from) and one ``config/<name>`` column per perturbed
 parameter, the value the member trained that report with.
@@ -94,6 +96,9 @@ POPULATION_SCHEDULERS = ("pbt", "pb2")
 EXPLORES = ("ray", "gp-ei", "pso", "genetic")
 SCHEDULE_FILE = "schedule.parquet"
 TIME_ATTR = "training_iteration"
+#: The value a member reported, next to the worst finite value `SafeScheduler` shows a scheduler
+#: instead of a missing or non-finite one: what the schedule records.
+REPORTED_KEY = "hpt_ray_reported_metric"
 # Fewer recent observations than this: Ray's perturbation explores instead of a searcher.
 MIN_OBSERVATIONS = 3
 # Perturbation intervals a member may report without any checkpoint before the run fails.
@@ -324,6 +329,12 @@ class _SafePopulation:
         self.__dict__.update({"_own_checkpoint": {}, **state})
 
     def on_trial_add(self, tune_controller: Any, trial: Trial) -> None:
+        # A resumed run's scheduler is keyed by the killed driver's Trial objects (a Trial
+        # compares by identity): each restored trial replaces its stale entry, which would
+        # otherwise stay in the ranking with a frozen score and be copied at an old checkpoint.
+        for stale in [t for t in self._trial_state if t.trial_id == trial.trial_id]:
+            if stale is not trial:
+                del self._trial_state[stale]
         # Ray refuses any searcher under PBT because configs change during a trial; ours only
         # draws the initial population (num_samples members), which is sound.
         super().on_trial_add(_WithoutSearcher(tune_controller), trial)  # type: ignore[misc]
@@ -419,8 +430,12 @@ class _SafePopulation:
         lower_quantile: list[Trial],
     ) -> None:
         if trial in lower_quantile:
-            for donor in upper_quantile:  # Ray draws one of them; each has a checkpoint to give
+            for donor in upper_quantile:
                 self._resolve_donor(donor)
+            # Ray draws the donor among these: those with a checkpoint to give, if any.
+            upper_quantile = [
+                d for d in upper_quantile if self._trial_state[d].last_checkpoint is not None
+            ] or upper_quantile
         super()._checkpoint_or_exploit(  # type: ignore[misc]
             trial, tune_controller, upper_quantile, lower_quantile
         )
@@ -474,19 +489,25 @@ class _SafePopulation:
         self.exploits.append(event)
         self._pending_exploit[trial.trial_id] = event
         self._own_checkpoint.pop(trial.trial_id, None)  # its checkpoint is now the donor's
-        if donor.last_score is not None:
-            self._intervals[trial.trial_id] = _Interval(
-                donor_iteration, float(donor.last_score), values
-            )
+        # The score of the report the checkpoint was made at (the donor may have reported since).
+        score = self._score(donor.last_result or {})
+        if score is None and donor.last_score is not None:
+            score = float(donor.last_score)
+        if score is not None:
+            self._intervals[trial.trial_id] = _Interval(donor_iteration, score, values)
 
     def _record(
         self, trial_id: str, iteration: int, result: Mapping[str, Any], values: dict[str, Any]
     ) -> None:
         event = self._pending_exploit.pop(trial_id, None)
+        # The value the member reported (None when missing or not finite), not the worst finite
+        # value the scheduler was shown instead (hpt_ray.schedulers.SafeScheduler).
+        metric = self._metric or ""
+        reported = result[REPORTED_KEY] if REPORTED_KEY in result else result.get(metric)
         row = {
             "trial_id": trial_id,
             "iteration": iteration,
-            "metric": _float(result.get(self._metric or "")),
+            "metric": _float(reported),
             "exploited_from": None if event is None else event["donor"],
             "checkpoint": None if event is None else event["checkpoint"],
         }

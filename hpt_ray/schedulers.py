@@ -26,6 +26,7 @@ from ray.tune.schedulers import (
 from hpt_ray.objective import better, finite_metric
 from hpt_ray.pbt import (
     POPULATION_SCHEDULERS,
+    REPORTED_KEY,
     accepted_options,
     check_population_options,
     make_population_scheduler,
@@ -363,4 +364,4 @@ class SafeScheduler(TrialScheduler):
             )
         if self._worst is None:
             return None
-        return {**result, metric: self._worst}
+        return {**result, metric: self._worst, REPORTED_KEY: result.get(metric)}

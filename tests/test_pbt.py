@@ -535,6 +535,69 @@ def test_a_scheduler_saved_before_own_checkpoints_were_tracked_resumes():
     assert resumed._trial_state[donor].last_checkpoint is None
 
 
+def test_a_resumed_trial_replaces_its_stale_entry_in_the_ranking():
+    # A resume unpickles the scheduler with the killed driver's Trial objects as keys; Ray then
+    # adds the restored trials, new objects with the same ids. The stale entries kept their
+    # scores and never finish: they would rank (and be copied at old checkpoints) forever.
+    import pickle
+
+    from ray.tune.experiment import Trial
+    from ray.tune.schedulers.pbt import _PBTTrialState
+
+    from hpt_ray.pbt import make_population_scheduler
+
+    scheduler = make_population_scheduler(
+        "pbt", max_t=6, space={"x": tune.uniform(0.0, 1.0)}, log_config=False
+    )
+    scheduler.set_search_properties("score", "max")
+    from ray.tune.execution.placement_groups import PlacementGroupFactory
+
+    resources = PlacementGroupFactory([{"CPU": 1}])
+    before = [Trial("fn", config={"x": x}, stub=True) for x in (0.7, 0.5, 0.3, 0.1)]
+    for trial, score in zip(before, (1.0, 0.8, 0.6, 0.4), strict=True):
+        trial.placement_group_factory = resources  # what Ray's unpickling of a Trial needs
+        trial.status = Trial.RUNNING
+        state = scheduler._trial_state[trial] = _PBTTrialState(trial)
+        state.last_score, state.last_train_time = score, 2
+    resumed = pickle.loads(pickle.dumps(scheduler))
+    restored = []
+    for old in before:
+        trial = Trial("fn", config=dict(old.config), trial_id=old.trial_id, stub=True)
+        trial.status = Trial.RUNNING
+        resumed.on_trial_add(None, trial)
+        restored.append(trial)
+    assert len(resumed._trial_state) == 4
+    assert all(resumed._trial_state.get(t) is not None for t in restored)
+    assert resumed._quantiles() == ([], [])  # no restored member has reported yet
+    for trial, score in zip(restored, (0.2, 0.9), strict=False):
+        resumed._trial_state[trial].last_score = score
+    assert resumed._quantiles() == ([restored[0]], [restored[1]])
+
+
+def test_the_schedule_records_what_a_member_reported_not_the_value_the_scheduler_saw():
+    # SafeScheduler shows a scheduler the worst finite value so far in place of a NaN; the
+    # schedule's `metric` is the reported value (the doc's word): NaN there, not a made-up score.
+    from ray.tune.experiment import Trial
+
+    from hpt_ray.pbt import make_population_scheduler
+    from hpt_ray.schedulers import SafeScheduler
+
+    inner = make_population_scheduler(
+        "pbt",
+        max_t=6,
+        space={"x": tune.uniform(0.0, 1.0)},
+        perturbation_interval=5,  # no perturbation in these reports: it needs a controller
+        log_config=False,
+    )
+    safe = SafeScheduler(inner)
+    safe.set_search_properties("score", "max")
+    trial = Trial("fn", config={"x": 0.5}, stub=True)
+    inner.on_trial_add(None, trial)
+    for iteration, score in ((1, 0.5), (2, float("nan")), (3, 0.7)):
+        safe.on_trial_result(None, trial, {"score": score, "training_iteration": iteration})
+    assert [r["metric"] for r in inner.schedule_rows] == [0.5, None, 0.7]
+
+
 def _refused(**kwargs):
     arguments = {
         "model": sparse_checkpoints,
