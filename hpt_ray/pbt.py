@@ -56,10 +56,9 @@ Safety (Ray issue #27170: PBT exploiting or pausing a trial that has no checkpoi
 The schedule (``schedule.parquet`` in the run directory, `read_schedule`): one row per report of
 every member: ``trial_id``, ``iteration``, ``metric`` (the reported value; None where it was
 missing or not finite, though the scheduler ranked the member by the worst finite value so far),
-``exploited_from``
-(the donor's trial id on a member's first report after an exploit, else None), ``checkpoint``
-(the donor checkpoint it was copied from) and one ``config/<name>`` column per perturbed
-parameter, the value the member trained that report with.
+``exploited_from`` (the donor's trial id on a member's first report after an exploit, else None),
+``checkpoint`` (the donor checkpoint it was copied from) and one ``config/<name>`` column per
+perturbed parameter, the value the member trained that report with.
 """
 
 from __future__ import annotations
