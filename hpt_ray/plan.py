@@ -10,6 +10,7 @@ scheduler length (``max_t``) and the way ``TuneResult.best_model`` rebuilds its 
 from __future__ import annotations
 
 import inspect
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -39,6 +40,8 @@ from searchers.validation import InvalidParameterError, Options, check, refused_
 from trainables.data import Dataset, load_data
 from trainables.resources import resources_from_spec
 from trainables.sklearn_trainable import check_cv_arg, make_sklearn_trainable, n_stages
+
+logger = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from hpt_ray.tuning import TuneResult
@@ -216,6 +219,18 @@ def plan_experiment(
         "seed": seed,
     }
     if is_population(scheduler):
+        if search.max_concurrent is not None and search.max_concurrent < num_samples:
+            logger.warning(
+                "scheduler %r with max_concurrent=%d < num_samples=%d: Ray creates a member only "
+                "when another finishes, so the population trains in waves and a later member "
+                "never meets (nor copies) an earlier one; leave max_concurrent unset to train "
+                "all %d side by side, Ray pausing them in turn at their checkpoints to share the "
+                "slots",
+                _scheduler_name(scheduler),
+                search.max_concurrent,
+                num_samples,
+                num_samples,
+            )
         metadata["scheduler"] = _scheduler_name(scheduler)
         metadata["explore"] = str(dict(scheduler_options or {}).get("explore", "ray"))
     return _Plan(

@@ -189,7 +189,7 @@ def _population_of_four(tmp_path, side, *, explore="ray", **config):
             "explore": explore,
         },
         num_samples=4,
-        max_concurrent=2,  # two members wait: Ray pauses the others to share the slots
+        max_concurrent=2,  # in two waves of two (plan warns): each pair copies within itself
         epochs=6,
         seed=3,
         storage_path=tmp_path / "runs",
@@ -596,6 +596,38 @@ def test_the_schedule_records_what_a_member_reported_not_the_value_the_scheduler
     for iteration, score in ((1, 0.5), (2, float("nan")), (3, 0.7)):
         safe.on_trial_result(None, trial, {"score": score, "training_iteration": iteration})
     assert [r["metric"] for r in inner.schedule_rows] == [0.5, None, 0.7]
+
+
+def test_a_population_capped_below_its_size_is_told_it_trains_in_waves(caplog):
+    # Ray's max_concurrent_trials creates a trial only when another finishes: 4 members on
+    # max_concurrent=2 ran as two pairs in a user's run, the last member alone, copying nobody.
+    from hpt_ray.plan import plan_experiment
+    from hpt_ray.settings import SearchSettings, TrialSettings
+
+    def plan(**search):
+        settings = SearchSettings(
+            searcher="random", scheduler="pbt", num_samples=4, seed=0, **search
+        )
+        with caplog.at_level(logging.WARNING, logger="hpt_ray.plan"):
+            plan_experiment(
+                sparse_checkpoints,
+                {"x": tune.uniform(0.0, 1.0)},
+                data=None,
+                metric="score",
+                mode="max",
+                kind=None,
+                search=settings,
+                trial=TrialSettings(epochs=6),
+            )
+        told = [r.getMessage() for r in caplog.records if "waves" in r.getMessage()]
+        caplog.clear()
+        return told
+
+    told = plan(max_concurrent=2)
+    assert len(told) == 1, told
+    assert "max_concurrent=2 < num_samples=4" in told[0]
+    assert plan(max_concurrent=4) == []
+    assert plan() == []
 
 
 def _refused(**kwargs):
